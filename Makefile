@@ -1,0 +1,54 @@
+# medcap: the two commands a newcomer needs are `make reproduce` and `make test`.
+# Both create .venv when it is missing and install everything the project needs into it.
+
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip
+# The tested torch build. Installed on its own first so that pip never resolves an unpinned torch
+# (on a CPU-only machine that would download several GB of CUDA libraries).
+TORCH_VERSION ?= 2.13.0
+PROFILE    ?= demo
+DATA       ?=
+# Offline by design: no model or dataset hub is contacted by the demo profile or the tests.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := Agg
+
+.PHONY: help env reproduce test test-unit test-notebooks demo-data clean-reports java
+
+help:
+	@echo "make reproduce [PROFILE=demo|rocov2] [DATA=/path/to/rocov2]  execute every notebook"
+	@echo "make test                                                   unit tests + nbval"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+env: $(VENV)/.installed java
+
+# METEOR and the PTB tokenizer of pycocoevalcap run on Java.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing default-jre-headless"; \
+	  (apt-get update -qq && apt-get install -y -qq default-jre-headless) >/dev/null 2>&1 || \
+	  echo "WARNING: could not install Java; METEOR will be reported as unavailable"; }
+
+demo-data: env
+	$(PY) -m medcap_utils.data synth --out data/demo --seed 0
+
+reproduce: env
+	$(PY) -m medcap_utils.reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
+
+test: env
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
+
+clean-reports:
+	rm -rf reports/notebooks reports/figures reports/tables reports/runs reports/manifest.json

@@ -1,0 +1,9 @@
+"""medcap_utils: all the logic behind medcap's numbered notebooks.
+
+Notebooks tell the story; this package does the work. Sub-packages:
+``data`` (ROCOv2 reader, validator, demo synthesiser, image cache), ``metrics`` (one module per
+metric family), ``models`` (one module per paper's model), ``training`` (Accelerate loop),
+``evaluate`` / ``caption`` / ``reproduce`` (command-line entry points).
+"""
+
+__version__ = "0.1.0"

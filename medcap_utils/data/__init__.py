@@ -1,0 +1,9 @@
+"""ROCOv2 data layer: readers (:mod:`.rocov2`), RGB decoding (:mod:`.images`), validation
+(:mod:`.check`), the decode-once image cache (:mod:`.cache`) and the demo synthesiser (:mod:`.synth`).
+
+Command line: ``python -m medcap_utils.data check DIR`` and ``python -m medcap_utils.data synth``.
+"""
+from medcap_utils.data.rocov2 import (  # noqa: F401  (re-exported for notebooks)
+    MANUAL_CUIS, MODALITY_CUIS, SPLITS, load_hf_rocov2, load_split, modality_of, read_captions,
+    read_concepts, read_cui_mapping, split_frame,
+)

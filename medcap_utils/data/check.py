@@ -1,0 +1,151 @@
+"""Validate a dataset directory in the ROCOv2 layout and name every problem by file, line or ID.
+
+``python -m medcap_utils.data check DIR`` prints the counts per split, one line per problem, and
+exits non-zero when anything is wrong. Nothing is dropped silently: the readers elsewhere raise on
+what this reports. Used by notebook 00.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from medcap_utils.data.images import ImageDecodeError, open_rgb
+from medcap_utils.data.rocov2 import (
+    SPLITS, MalformedCSVError, image_source, iter_csv, parse_cuis, read_cui_mapping, split_files,
+)
+
+#: Problem kinds, in the order they are reported. Each makes ``check`` fail.
+KINDS = ("missing_file", "malformed_row", "duplicate_id", "empty_caption", "id_mismatch",
+         "missing_image", "undecodable_image", "orphan_image")
+
+
+@dataclass
+class Problem:
+    kind: str
+    where: str  # file (and line) or image ID
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind:18s} {self.where}: {self.detail}"
+
+
+@dataclass
+class CheckReport:
+    root: Path
+    counts: dict = field(default_factory=dict)  # {split: {"captions": n, "concepts": n, ...}}
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    cui_names: dict | None = None  # from cui_mapping.csv; CUIs outside it are warnings
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def by_kind(self) -> Counter:
+        return Counter(p.kind for p in self.problems)
+
+    def summary(self) -> str:
+        lines = [f"dataset: {self.root}"]
+        for split, counts in self.counts.items():
+            lines.append(f"  {split:6s} " + "  ".join(f"{k}={v}" for k, v in counts.items()))
+        kinds = self.by_kind()
+        lines.append("problems: " + (", ".join(f"{k}={kinds[k]}" for k in KINDS if kinds[k]) or "none"))
+        lines.append(f"warnings: {len(self.warnings)}")
+        return "\n".join(lines)
+
+
+def _read_id_table(path: Path, header: tuple[str, str], report: CheckReport) -> dict[str, str]:
+    """``{ID: second field}`` of one CSV, recording malformed rows and duplicate IDs."""
+    table: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    try:
+        for line, fields, problem in iter_csv(path, header):
+            where = f"{path.name}:{line}"
+            if problem:
+                report.problems.append(Problem("malformed_row", where, f"{problem}: {fields!r}"))
+                continue
+            image_id, value = fields
+            if image_id in table:
+                report.problems.append(Problem("duplicate_id", where, f"{image_id} already on line {first_line[image_id]}"))
+                continue
+            table[image_id] = value
+            first_line[image_id] = line
+    except MalformedCSVError as error:
+        report.problems.append(Problem("malformed_row", path.name, str(error)))
+    except UnicodeDecodeError as error:
+        report.problems.append(Problem("malformed_row", path.name, f"not UTF-8: {error}"))
+    return table
+
+
+def _check_split(root: Path, split: str, report: CheckReport, decode: bool, workers: int) -> None:
+    files = split_files(root, split)
+    if not files["captions"].exists():
+        report.problems.append(Problem("missing_file", str(files["captions"].name), "captions CSV not found"))
+        return
+    captions = _read_id_table(files["captions"], ("ID", "Caption"), report)
+    counts = {"captions": len(captions)}
+    for image_id, caption in captions.items():
+        if not caption.strip():
+            report.problems.append(Problem("empty_caption", f"{files['captions'].name} {image_id}", "caption is empty"))
+
+    for key in ("concepts", "concepts_manual"):
+        path = files[key]
+        if not path.exists():
+            report.problems.append(Problem("missing_file", path.name, f"{key} CSV not found"))
+            continue
+        table = _read_id_table(path, ("ID", "CUIs"), report)
+        counts[key] = len(table)
+        for image_id in sorted(set(captions) - set(table)):
+            report.problems.append(Problem("id_mismatch", image_id, f"in {files['captions'].name} but not in {path.name}"))
+        for image_id in sorted(set(table) - set(captions)):
+            report.problems.append(Problem("id_mismatch", image_id, f"in {path.name} but not in {files['captions'].name}"))
+        if report.cui_names is not None:
+            for image_id, field_text in table.items():
+                unknown = [c for c in parse_cuis(field_text) if c not in report.cui_names]
+                if unknown:
+                    report.warnings.append(Problem("unknown_cui", f"{path.name} {image_id}", ",".join(unknown)))
+
+    sources = {image_id: image_source(root, split, image_id) for image_id in captions}
+    present = [i for i, s in sources.items() if s.startswith("zip://") or Path(s).exists()]
+    for image_id in sorted(set(sources) - set(present)):
+        report.problems.append(Problem("missing_image", image_id, f"{sources[image_id]} not found"))
+    if files["images_dir"].is_dir():
+        on_disk = {p.stem for p in files["images_dir"].glob("*.jpg")}
+        for image_id in sorted(on_disk - set(captions)):
+            report.problems.append(Problem("orphan_image", f"{split}/{image_id}.jpg", "image with no caption row"))
+    counts["images"] = len(present)
+
+    if decode and present:
+        def try_open(image_id: str):
+            try:
+                open_rgb(sources[image_id])
+                return None
+            except ImageDecodeError as error:
+                return Problem("undecodable_image", image_id, str(error))
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(tqdm(pool.map(try_open, present), total=len(present), desc=f"decode {split}", leave=False))
+        report.problems.extend(p for p in results if p)
+    report.counts[split] = counts
+
+
+def check_dataset(root: str | Path, splits=SPLITS, decode: bool = True, workers: int | None = None) -> CheckReport:
+    """Check every split that has a captions CSV (all of ``splits`` must be present)."""
+    root = Path(root)
+    report = CheckReport(root=root)
+    if not root.is_dir():
+        report.problems.append(Problem("missing_file", str(root), "dataset directory not found"))
+        return report
+    mapping = root / "cui_mapping.csv"
+    try:
+        report.cui_names = read_cui_mapping(mapping) if mapping.exists() else None
+    except MalformedCSVError as error:
+        report.problems.append(Problem("malformed_row", mapping.name, str(error)))
+    for split in splits:
+        _check_split(root, split, report, decode, workers or os.cpu_count() or 1)
+    return report

@@ -1,0 +1,41 @@
+"""Shared fixtures: a small synthesized demo dataset and the real ROCOv2 sample rows."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model or dataset hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO.parent / "shared" / "data" / "rocov2-sample"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The 93 real ROCOv2 test rows (captions + concepts, no images) in ../shared."""
+    if not (SAMPLE_DIR / "test_captions.csv").exists():
+        pytest.skip("../shared/data/rocov2-sample is not beside the repository")
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo dataset (240/40/40 images, seed 0) in the exact ROCOv2 layout, built once."""
+    from medcap_utils.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("demo")
+    synthesize(root, seed=0, n_train=240, n_valid=40, n_test=40)
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Image caches of the tests go to a temporary folder, not reports/cache."""
+    os.environ["MEDCAP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
