@@ -124,3 +124,18 @@ def normalize_uint8(batch, mean, std):
     mean_t = torch.as_tensor(mean, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.as_tensor(std, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
     return (batch.float().div_(255.0) - mean_t) / std_t
+
+
+def read_throughput(cache: ImageCache, batch_size: int = 256, batches: int = 20, seed: int = 0) -> float:
+    """Images/s for random batches gathered from the cache into a torch uint8 tensor (what a
+    training step consumes before the device normalises it). Used by notebook 00."""
+    import time
+
+    import torch
+
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for _ in range(batches):
+        rows = np.sort(rng.choice(len(cache), size=min(batch_size, len(cache)), replace=False))
+        torch.from_numpy(np.ascontiguousarray(cache.images[rows]))
+    return batches * min(batch_size, len(cache)) / (time.perf_counter() - start)

@@ -1,0 +1,144 @@
+"""Execute every numbered notebook in order with papermill and a profile's parameters.
+
+``python -m medcap_utils.reproduce --profile demo|rocov2 [--data DIR] [--only 00 01]`` is what
+``make reproduce`` calls. Executed copies go to ``reports/notebooks/``; ``reports/manifest.json``
+records the git commit, package versions, profile, parameters, wall time and status per notebook.
+The run stops at the first failing notebook and names it and the failing cell.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from medcap_utils.paths import repo_root
+
+PACKAGES = ("medcap", "torch", "transformers", "datasets", "accelerate", "tokenizers", "numpy", "pandas",
+            "pycocoevalcap", "rouge-score", "bert-score", "papermill", "nbval")
+
+
+def numbered_notebooks(directory: Path) -> list[Path]:
+    """``NN_name.ipynb`` files in order (anything not starting with two digits is skipped)."""
+    return sorted(p for p in directory.glob("*.ipynb") if p.name[:2].isdigit() and p.name[2] == "_")
+
+
+def load_profile(profile: str, configs: Path) -> dict:
+    """``configs/<profile>.yaml``: ``defaults`` for every notebook and one section per notebook stem."""
+    path = configs / f"{profile}.yaml"
+    if not path.exists():
+        raise SystemExit(f"unknown profile {profile!r}: {path} not found")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def notebook_parameters(config: dict, notebook: Path, overrides: dict) -> dict:
+    """Defaults, then the notebook's own section, then command-line overrides — restricted to the
+    parameters the notebook declares so a typo in a YAML file fails loudly instead of being ignored."""
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(notebook)))
+    wanted = {**config.get("defaults", {}), **config.get(notebook.stem, {}), **overrides}
+    unknown = set(config.get(notebook.stem, {})) - declared
+    if unknown:
+        raise SystemExit(f"{notebook.name}: configs name parameters it does not declare: {sorted(unknown)}")
+    return {k: v for k, v in wanted.items() if k in declared}
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(root: Path) -> dict:
+    def git(*args):
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def failing_cell(error) -> str:
+    """Index and first source line of the cell papermill reports as failed."""
+    index = getattr(error, "exec_count", None)
+    cell = getattr(error, "cell_index", None)
+    source = (getattr(error, "source", "") or "").strip().splitlines()
+    first = source[0] if source else ""
+    where = f"cell {cell}" if cell is not None else f"execution count {index}"
+    return f"{where} ({first!r}): {getattr(error, 'ename', '')}: {getattr(error, 'evalue', error)}"
+
+
+def run(profile: str, data: str | None = None, only: list[str] | None = None, root: Path | None = None) -> int:
+    """Execute the notebooks; returns 0 when all ran, 1 at the first failure."""
+    import papermill
+
+    root = root or repo_root()
+    notebooks = numbered_notebooks(root / "notebooks")
+    if only:
+        notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in only)]
+    config = load_profile(profile, root / "configs")
+    overrides = {"profile": profile, **({"data_dir": data} if data else {})}
+    if profile == "demo":  # the demo never touches a hub; real runs may read a local hub cache
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    out_dir = root / "reports" / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {"profile": profile, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "git": git_state(root), "python": sys.version.split()[0], "platform": platform.platform(),
+                "cpu_count": os.cpu_count(), "packages": package_versions(), "notebooks": []}
+    manifest_path = root / "reports" / "manifest.json"
+    status = 0
+    total = time.perf_counter()
+    for k, notebook in enumerate(notebooks, 1):
+        params = notebook_parameters(config, notebook, overrides)
+        print(f"[{k}/{len(notebooks)}] {notebook.name} {params}", flush=True)
+        entry = {"notebook": notebook.name, "parameters": params, "output": str(out_dir.relative_to(root) / notebook.name)}
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters=params,
+                                       cwd=str(notebook.parent), kernel_name="python3", progress_bar=True)
+            entry["status"] = "ok"
+        except papermill.PapermillExecutionError as error:
+            entry.update(status="failed", error=failing_cell(error))
+            print(f"FAILED: {notebook.name}, {entry['error']}", file=sys.stderr)
+            status = 1
+        entry["wall_s"] = round(time.perf_counter() - start, 1)
+        print(f"    {entry['status']} in {entry['wall_s']} s", flush=True)
+        manifest["notebooks"].append(entry)
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        if status:
+            break
+    manifest["total_wall_s"] = round(time.perf_counter() - total, 1)
+    manifest["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    manifest["status"] = "ok" if status == 0 else "failed"
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    print(f"{manifest['status']}: {len(manifest['notebooks'])} notebooks in {manifest['total_wall_s']} s; "
+          f"manifest {manifest_path.relative_to(root)}")
+    return status
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medcap_utils.reproduce", description=__doc__)
+    parser.add_argument("--profile", default="demo", help="configs/<profile>.yaml: demo (CPU) or rocov2 (GPU)")
+    parser.add_argument("--data", default=None, help="dataset directory (overrides data_dir)")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes, e.g. 00 01")
+    args = parser.parse_args(argv)
+    return run(args.profile, data=args.data, only=args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The papermill runner: parameters per profile, manifest, stop at the first failing notebook."""
+from __future__ import annotations
+
+import json
+import sys
+
+import nbformat
+import pytest
+
+from medcap_utils import reproduce
+
+
+def _notebook(path, params: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def fake_repo(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text(
+        "defaults: {profile: demo, data_dir: data/demo}\n00_first: {epochs: 3}\n")
+    params = 'profile: str = "demo"\ndata_dir: str = "data/demo"\nepochs: int = 1\n'
+    _notebook(tmp_path / "notebooks" / "00_first.ipynb", params,
+              "open('../out.txt', 'w').write(f'{profile} {data_dir} {epochs}')")
+    _notebook(tmp_path / "notebooks" / "01_second.ipynb", params, "x = 1\nraise ValueError('planted failure')")
+    _notebook(tmp_path / "notebooks" / "02_third.ipynb", params, "open('../third.txt', 'w').write('ran')")
+    _notebook(tmp_path / "notebooks" / "scratch.ipynb", params, "raise SystemExit('unnumbered notebooks are skipped')")
+    return tmp_path
+
+
+def test_runner_injects_parameters_and_stops_at_first_failure(fake_repo, capsys):
+    status = reproduce.run("demo", data="elsewhere", root=fake_repo)
+    assert status == 1
+    assert (fake_repo / "out.txt").read_text() == "demo elsewhere 3"
+    assert not (fake_repo / "third.txt").exists()
+    manifest = json.loads((fake_repo / "reports" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["profile"] == "demo"
+    assert [n["status"] for n in manifest["notebooks"]] == ["ok", "failed"]
+    assert manifest["notebooks"][0]["parameters"] == {"profile": "demo", "data_dir": "elsewhere", "epochs": 3}
+    assert "ValueError" in manifest["notebooks"][1]["error"] and "planted failure" in manifest["notebooks"][1]["error"]
+    assert manifest["packages"]["torch"] and manifest["notebooks"][0]["wall_s"] >= 0
+    assert (fake_repo / "reports" / "notebooks" / "00_first.ipynb").exists()
+    assert "01_second.ipynb" in capsys.readouterr().err
+
+
+def test_unknown_parameter_in_profile_fails_loudly(fake_repo):
+    (fake_repo / "configs" / "demo.yaml").write_text("00_first: {epoch: 3}\n")
+    with pytest.raises(SystemExit, match="epoch"):
+        reproduce.run("demo", root=fake_repo, only=["00"])
+
+
+def test_only_selects_notebooks(fake_repo):
+    assert reproduce.run("demo", root=fake_repo, only=["02"]) == 0
+    assert (fake_repo / "third.txt").read_text() == "ran"
+    assert [p.name for p in reproduce.numbered_notebooks(fake_repo / "notebooks")] == [
+        "00_first.ipynb", "01_second.ipynb", "02_third.ipynb"]
