@@ -1,0 +1,155 @@
+"""MedCSRA (seed 002) model, data and thresholding; notebook 05's building blocks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import ResNetConfig
+
+from medcap_utils.batch_augment import AugmentConfig, augment_batch, random_affine_crop
+from medcap_utils.models.medcsra import (MedCSRA, build_medcsra, demo_resnet_config, load_resnet_backbone)
+
+K = 5
+
+
+def _model(head="medcsra", **kw) -> MedCSRA:
+    torch.manual_seed(0)
+    model = build_medcsra(demo_resnet_config(8), K, head=head, classes=[f"C{i:07d}" for i in range(K)], **kw)
+    return model.eval()
+
+
+def test_medcsra_fusion_matches_hand_computation():
+    model = _model()
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        feats = model.backbone(pixel_values=x).last_hidden_state
+        b, c, h, w = feats.shape
+        flat = feats.reshape(b, c, h * w)
+        head = model.head
+        glob = flat.mean(-1) @ head.global_fc.weight.T + head.global_fc.bias
+        att = torch.sigmoid(flat.transpose(1, 2) @ head.attention_proj.weight.T + head.attention_proj.bias)  # (B,N,C)
+        attended = (flat * att.transpose(1, 2)).sum(-1)  # weighted sum over positions
+        att_logits = attended @ head.attention_fc.weight.T + head.attention_fc.bias
+    assert out.logits.shape == (3, K) and out.attention.shape == (3, h * w, c)
+    assert out.feature_size == (h, w) and c == 8 * 16
+    torch.testing.assert_close(out.global_logits, glob)
+    torch.testing.assert_close(out.attention_logits, att_logits)
+    torch.testing.assert_close(out.logits, 0.9 * glob + 0.1 * att_logits)
+    # the fusion really mixes both branches: changing lambda changes the logits
+    assert not torch.allclose(out.logits, glob, atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0, math.inf])
+def test_csra_option_matches_zhu_wu_formula(temperature):
+    model = _model("csra", temperature=temperature, lam=0.3)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        feats = model.backbone(pixel_values=x).last_hidden_state.flatten(2)  # (B, C, N)
+        weight = model.head.classifier.weight.flatten(1)  # (K, C)
+        scores = torch.einsum("kc,bcn->bkn", weight, feats) / weight.norm(dim=1)[None, :, None]
+        base = scores.mean(-1)
+        if math.isinf(temperature):
+            att_logit = scores.max(-1).values
+        else:
+            att_logit = (scores * torch.softmax(temperature * scores, dim=-1)).sum(-1)
+    torch.testing.assert_close(out.logits, base + 0.3 * att_logit)
+    assert out.attention.shape == (2, K, feats.shape[-1])
+    torch.testing.assert_close(out.attention.sum(-1), torch.ones(2, K))  # a distribution over positions per class
+
+
+def test_attention_maps_decompose_the_attention_logit():
+    model = _model()
+    x = torch.rand(2, 3, 64, 64)
+    maps = model.attention_maps(x, class_index=3)
+    with torch.no_grad():
+        out = model(x)
+    assert maps.shape == (2, *out.feature_size)
+    # each position's contribution plus the bias gives back the class's attention-branch logit
+    torch.testing.assert_close(maps.flatten(1).sum(-1) + model.head.attention_fc.bias[3], out.attention_logits[:, 3])
+
+
+def test_only_last_stage_and_heads_train():
+    model = _model()
+    stages = model.backbone.encoder.stages
+    assert all(p.requires_grad for p in stages[-1].parameters())
+    for module in [model.backbone.embedder, *stages[:-1]]:
+        assert not any(p.requires_grad for p in module.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    loss = model.train()(torch.rand(2, 3, 64, 64)).logits.sum()
+    loss.backward()
+    assert model.backbone.embedder.embedder.convolution.weight.grad is None
+    assert stages[-1].layers[0].layer[0].convolution.weight.grad is not None
+
+
+def test_resnet101_channel_count_is_2048():
+    # seed 002 writes 1024 channels; transformers' ResNet-101 layout ends with 2048 (no weights needed)
+    cfg = ResNetConfig(depths=[3, 4, 23, 3], hidden_sizes=[256, 512, 1024, 2048], layer_type="bottleneck")
+    model = build_medcsra(cfg, 7)
+    assert model.channels == 2048 and model.head.attention_proj.in_features == 2048
+    assert model.head.global_fc.weight.shape == (7, 2048)
+
+
+def test_save_pretrained_round_trip_loads_by_path(tmp_path):
+    model = _model("csra", temperature=math.inf)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x).logits
+    model.save_pretrained(tmp_path / "m")
+    backbone = load_resnet_backbone(tmp_path / "m" / "backbone")  # the same loader real runs give a hub id
+    assert backbone.config.hidden_sizes == model.backbone.config.hidden_sizes
+    loaded = MedCSRA.from_pretrained(tmp_path / "m").eval()
+    assert loaded.classes == model.classes and loaded.head_type == "csra" and math.isinf(loaded.temperature)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, before)
+    assert not any(p.requires_grad for p in loaded.backbone.embedder.parameters())
+
+
+def test_augmentations_identity_flip_and_range():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    still = AugmentConfig(out_size=32, crop_scale=(1, 1), crop_ratio=(1, 1), hflip_p=0.0, max_rotation_deg=0,
+                          brightness=0, contrast=0, saturation=0)
+    torch.testing.assert_close(augment_batch(x, still), x, atol=1e-5, rtol=0)
+    flipped = AugmentConfig(**{**still.__dict__, "hflip_p": 1.0})
+    torch.testing.assert_close(random_affine_crop(x, flipped), x.flip(-1), atol=1e-5, rtol=0)
+    y = augment_batch(x, AugmentConfig(out_size=48), g)
+    assert y.shape == (4, 3, 48, 48) and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(y[0], y[1])  # per-image randomness
+
+
+# ------------------------------------------------------------------------- data and thresholds
+def test_class_set_threshold_counts_and_multi_hot():
+    from medcap_utils.concept_detection import build_class_set, multi_hot
+
+    train = [["C1", "C2"], ["C1"], ["C1", "C3", "C1"], ["c2"]]
+    cs = build_class_set(train, min_count=2)
+    assert cs.cuis == ["C1", "C2"] and cs.counts == [3, 2] and cs.n_train_cuis == 3 and len(cs) == 2
+    assert "2 classes" in cs.summary()
+    y = multi_hot([["C2", "C9"], []], cs.cuis)
+    assert y.tolist() == [[0.0, 1.0], [0.0, 0.0]]
+
+
+def test_threshold_curve_and_argmax_selection():
+    from medcap_utils.concept_detection import THRESHOLDS, best_threshold, probs_to_concepts, threshold_curve
+
+    assert THRESHOLDS[0] == 0.05 and THRESHOLDS[-1] == 0.55 and len(THRESHOLDS) == 11
+    classes = ["A", "B", "C"]
+    ids = ["i1", "i2"]
+    probs = np.array([[0.9, 0.30, 0.10], [0.2, 0.45, 0.35]])
+    assert probs_to_concepts(probs, ids, classes, 0.30) == {"i1": ["A"], "i2": ["B", "C"]}  # strict >
+    gt = {"i1": ["A"], "i2": ["B"]}
+    curve = threshold_curve(probs, ids, classes, gt)
+    assert list(curve.columns) == ["threshold", "f1_per_image", "f1_micro"]
+    # by hand: at 0.35..0.40 both images are exact -> 1.0; at 0.30 image 2 gets 2/3
+    row = curve.set_index("threshold")
+    assert row.loc[0.35, "f1_per_image"] == pytest.approx(1.0)
+    assert row.loc[0.30, "f1_per_image"] == pytest.approx((1 + 2 / 3) / 2)
+    assert row.loc[0.30, "f1_micro"] == pytest.approx(2 * 2 / (2 * 2 + 1))
+    assert best_threshold(curve) == 0.35  # first maximum
+    made_up = pd.DataFrame({"threshold": [0.1, 0.2, 0.3], "f1_per_image": [0.2, 0.6, 0.4], "f1_micro": [0.9, 0.1, 0.1]})
+    assert best_threshold(made_up) == 0.2 and best_threshold(made_up, "f1_micro") == 0.1
