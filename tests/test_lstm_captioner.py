@@ -1,0 +1,159 @@
+"""The explainable attention-LSTM captioner (seed 004): shapes, attention, decoding, training, demo."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import ResNetModel
+
+from medcap_utils.augment import FlipCropConfig, center_crop, random_flip_crop
+from medcap_utils.explain import attention_hit_rate
+from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig, load_visual_encoder,
+                                                small_resnet_config)
+
+V, L = 30, 5
+
+
+def tiny_model(tmp_path=None, freeze=False, seed=0) -> LSTMCaptioner:
+    torch.manual_seed(seed)
+    encoder = ResNetModel(small_resnet_config(8))
+    if tmp_path is not None:  # through the same from_pretrained loader as microsoft/resnet-50
+        encoder.save_pretrained(tmp_path / "resnet")
+        encoder = load_visual_encoder(tmp_path / "resnet")
+    cfg = LSTMCaptionerConfig(vocab_size=V, num_labels=L, embed_dim=16, semantic_dim=16, attention_dim=16,
+                              decoder_dim=32, dropout=0.0, freeze_encoder=freeze)
+    return LSTMCaptioner(cfg, encoder)
+
+
+def batch(B=3, T=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, V, (B, T), generator=g)
+    ids[:, 0] = 1
+    lengths = [T, T - 2, T - 3][:B]
+    for b, n in enumerate(lengths):
+        ids[b, n - 1] = 2
+        ids[b, n:] = 0
+    return torch.randn(B, 3, 32, 32, generator=g), ids
+
+
+def test_shapes_and_attention_is_a_distribution(tmp_path):
+    model = tiny_model(tmp_path)
+    x, ids = batch()
+    out = model(x, ids)
+    grid = model.encode_image(x)[1]
+    assert grid == (4, 4)  # 32 px / 8
+    assert out["logits"].shape == (3, ids.shape[1] - 1, V)
+    assert out["alphas"].shape == (3, ids.shape[1] - 1, 16)
+    assert out["label_logits"].shape == (3, L)
+    assert torch.allclose(out["alphas"].sum(-1), torch.ones(3, ids.shape[1] - 1), atol=1e-5)
+    assert (out["alphas"] >= 0).all()
+    # Word importance: a distribution over the caption's words only (<start> included, pads/<end> not).
+    w = out["word_weights"]
+    assert torch.allclose(w.sum(-1), torch.ones(3), atol=1e-5)
+    assert (w[1, ids.shape[1] - 3:] == 0).all()
+
+
+def test_semantic_feature_is_causal_no_target_leak():
+    model = tiny_model().eval()
+    x, ids = batch(B=1)
+    changed = ids.clone()
+    changed[0, 5] = (ids[0, 5] + 1 - 4) % (V - 4) + 4  # change one later word
+    a, b = model(x, ids)["logits"], model(x, changed)["logits"]
+    # Steps 0..4 read ids 0..4 only, so their predictions cannot depend on id 5.
+    assert torch.allclose(a[0, :5], b[0, :5], atol=1e-6)
+    assert not torch.allclose(a[0, 5:], b[0, 5:])
+
+
+def test_incremental_semantic_state_matches_teacher_forcing():
+    model = tiny_model().eval()
+    _, ids = batch(B=2)
+    emb = model.embed(ids)
+    states, scores, _ = model.semantic.states(emb)
+    full = model.semantic.causal_pool(states, scores, torch.ones_like(ids, dtype=torch.bool))
+    gru_h, st, sc = None, [], []
+    for t in range(ids.shape[1]):
+        step, gru_h = model._semantic_step(ids[:, t], gru_h, st, sc)
+        assert torch.allclose(step, full[:, t], atol=1e-5)
+
+
+def test_beam_of_one_equals_greedy_and_beam_is_at_least_as_likely():
+    model = tiny_model(seed=3).eval()
+    x, _ = batch(B=3, seed=4)
+    greedy = model.greedy(x, max_len=10)
+    beam1 = model.beam_search(x, beam_size=1, max_len=10)
+    for g, b in zip(greedy["ids"].tolist(), beam1["ids"].tolist()):
+        cut = lambda s: s[: s.index(2) + 1] if 2 in s else s  # noqa: E731
+        assert cut(g) == cut(b)
+    assert torch.allclose(greedy["alphas"][0, :3], beam1["alphas"][0, :3], atol=1e-5)
+    beam3 = model.beam_search(x, beam_size=3, max_len=10)
+    assert beam3["alphas"].shape[-1] == 16
+    assert torch.allclose(beam3["alphas"][beam3["ids"] != 0].sum(-1), torch.tensor(1.0), atol=1e-5)
+
+    def logprob(ids):  # total log-probability of a decoded sequence under teacher forcing
+        full = torch.cat([torch.ones(ids.shape[0], 1, dtype=torch.long), ids], 1)
+        out = model(x, full)["logits"].log_softmax(-1)
+        lp = out.gather(-1, ids[..., None])[..., 0]
+        keep = torch.ones_like(ids, dtype=torch.bool)
+        for r, row in enumerate(ids.tolist()):
+            if 2 in row:
+                keep[r, row.index(2) + 1:] = False
+        return (lp * keep).sum(1)
+
+    assert (logprob(beam3["ids"]) >= logprob(greedy["ids"]) - 1e-4).all()
+
+
+def test_teacher_forced_loss_decreases_on_tiny_overfit():
+    model = tiny_model()
+    x, ids = batch()
+    labels = torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 1]])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        parts = model.loss(x, ids, labels, alpha_c=0.0)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+        first = first if first is not None else {k: v.item() for k, v in parts.items()}
+    assert parts["ce"].item() < 0.3 * first["ce"]
+    assert parts["semantic_bce"].item() < 0.5 * first["semantic_bce"]
+    model.eval()
+    assert (model.greedy(x, max_len=10)["ids"][:, :4] == ids[:, 1:5]).float().mean() > 0.8
+
+
+def test_frozen_encoder_gets_no_gradient_and_save_load_round_trip(tmp_path):
+    model = tiny_model(freeze=True)
+    x, ids = batch()
+    model.loss(x, ids)["loss"].backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert model.head.weight.grad is not None
+    model.save(tmp_path / "m", extra={"note": 1})
+    loaded, extra = LSTMCaptioner.load(tmp_path / "m")
+    model.eval()
+    assert extra == {"note": 1}
+    assert torch.equal(loaded.greedy(x, max_len=6)["ids"], model.greedy(x, max_len=6)["ids"])
+
+
+def test_flips_and_centre_crop_on_uint8():
+    img = torch.zeros(2, 8, 8, 3, dtype=torch.uint8)
+    img[:, 0, 0] = 255  # top-left pixel
+    always = FlipCropConfig(hflip_p=1.0, vflip_p=0.0, crop_p=0.0)
+    out = random_flip_crop(img, always)
+    assert out.dtype == torch.uint8 and out.shape == img.shape
+    assert (out[:, 0, 7] == 255).all() and (out[:, 0, 0] == 0).all()
+    out = random_flip_crop(img, FlipCropConfig(hflip_p=0.0, vflip_p=1.0, crop_p=0.0))
+    assert (out[:, 7, 0] == 255).all()
+    chw = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    crop = center_crop(chw, 0.5)
+    assert crop.shape == chw.shape
+    assert crop.min() >= chw[..., 2:6, 2:6].min() - 1e-4  # only the centre survives
+    none = random_flip_crop(img, FlipCropConfig(hflip_p=0.0, vflip_p=0.0, crop_p=0.0))
+    assert torch.equal(none, img)
+
+
+def test_attention_hit_rate_counts_peaks_in_boxes():
+    att = np.zeros((2, 4, 4))
+    att[0, 0, 3] = 1.0  # top-right cell
+    att[1, 3, 0] = 1.0  # bottom-left cell
+    out = attention_hit_rate([att, att], [(0.5, 0.0, 1.0, 0.5), (0.5, 0.0, 1.0, 0.5)], steps=[[0], [1]])
+    assert out["hit_rate"] == 0.5 and out["n"] == 2
+    assert out["chance_area"] == pytest.approx(0.25) and out["chance_grid"] == pytest.approx(0.25)
