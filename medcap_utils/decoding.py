@@ -1,0 +1,243 @@
+"""Seed 000's decoding grid: greedy and beam search 3, 4, 5, 10, all with ``no_repeat_ngram_size=3``.
+
+Each configuration captions a split in batches, measures captions per second and peak memory, and
+writes ``reports/runs/<name>/`` (ImageCLEF run file + ``run.json`` via ``runfiles.write_run_dir``,
+the metrics JSON from ``evaluate.evaluate_captions`` and ``decoding.json`` with speed and memory).
+Used by notebook 04 (and notebook 03 for the baselines' test captions).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medcap_utils.data.cache import normalize_uint8
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """One row of seed 000's grid. ``label`` is the paper's numbering, (1) to (5)."""
+
+    name: str
+    num_beams: int
+    no_repeat_ngram_size: int = 3
+    label: str = ""
+
+    def generate_kwargs(self, max_new_tokens: int) -> dict:
+        # Everything else stays at the generation defaults (length_penalty 1.0, no early stopping),
+        # which is what the authors' scripts leave unset too.
+        return {"num_beams": self.num_beams, "no_repeat_ngram_size": self.no_repeat_ngram_size,
+                "do_sample": False, "max_new_tokens": max_new_tokens}
+
+
+DECODING_GRID = (
+    DecodingConfig("greedy", 1, label="(1)"),
+    DecodingConfig("beam3", 3, label="(2)"),
+    DecodingConfig("beam4", 4, label="(3)"),
+    DecodingConfig("beam5", 5, label="(4)"),
+    DecodingConfig("beam10", 10, label="(5)"),
+)
+
+
+def paper_table1() -> pd.DataFrame:
+    """Seed 000 Table 1 (validation set), transcribed as printed. The paper prints identical rows
+    for (1) greedy and (5) beam 10 for both models; kept as printed, not corrected."""
+    rows = [
+        ("BLIP base", "(1)", 0.263178, 0.659321, 0.291905),
+        ("BLIP base", "(2)", 0.264012, 0.658852, 0.300932),
+        ("BLIP base", "(3)", 0.264665, 0.659548, 0.299855),
+        ("BLIP base", "(4)", 0.264674, 0.659648, 0.297638),
+        ("BLIP base", "(5)", 0.263178, 0.659321, 0.291905),
+        ("BLIP large", "(1)", 0.269548, 0.666101, 0.285273),
+        ("BLIP large", "(2)", 0.274387, 0.667651, 0.295454),
+        ("BLIP large", "(3)", 0.274497, 0.667971, 0.295484),
+        ("BLIP large", "(4)", 0.272249, 0.667263, 0.292144),
+        ("BLIP large", "(5)", 0.269548, 0.666101, 0.285273),
+    ]
+    frame = pd.DataFrame(rows, columns=["model", "label", "ROUGE", "BERTScore", "BLEU"])
+    names = {c.label: c.name for c in DECODING_GRID}
+    frame.insert(2, "decoding", frame["label"].map(names))
+    return frame
+
+
+class PeakMemory:
+    """Peak memory of a block, in MiB.
+
+    On CUDA: ``torch.cuda.max_memory_allocated`` after a reset (tensors only). On CPU torch allocates
+    outside Python, so tracemalloc would miss it; a thread samples the process RSS every few ms
+    instead and reports the peak and the growth over the starting RSS (``peak_mb``, ``delta_mb``).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", interval_s: float = 0.005):
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.peak_mb = self.delta_mb = float("nan")
+        self.kind = "cuda_max_memory_allocated" if self.device.type == "cuda" else "cpu_rss_sampled"
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            import psutil
+
+            self._proc = psutil.Process()
+            self._start = self._peak = self._proc.memory_info().rss
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+            self._stop.wait(self.interval_s)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, self._proc.memory_info().rss)
+        self.peak_mb, self.delta_mb = peak / 2**20, (peak - self._start) / 2**20
+        return False
+
+
+@dataclass
+class Captioner:
+    """A model wrapped for batched captioning from uint8 ``(B, H, W, 3)`` image batches.
+
+    ``caption(images, **generate_kwargs) -> list[str]``; ``image_size`` tells which cache to read.
+    """
+
+    caption: Callable[..., list[str]]
+    image_size: int
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def _image_size(image_processor) -> int:
+    size = image_processor.size
+    return int(size["height"] if "height" in size else size["shortest_edge"])
+
+
+def encoder_decoder_captioner(model, image_processor, tokenizer) -> Captioner:
+    """BLIP (``BlipForConditionalGeneration``) or ViT-GPT2: ``model.generate(pixel_values=...)``.
+
+    Images are normalised on the model's device from the uint8 cache (resize was done once when the
+    cache was built), so generation time is not spent in a PIL loop.
+    """
+
+    @torch.no_grad()
+    def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
+        device = next(model.parameters()).device
+        pixels = normalize_uint8(torch.from_numpy(np.ascontiguousarray(images)).to(device),
+                                 image_processor.image_mean, image_processor.image_std)
+        out = model.generate(pixel_values=pixels, **generate_kwargs)
+        return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    return Captioner(caption, _image_size(image_processor), model)
+
+
+def blip2_captioner(model, processor) -> Captioner:
+    """BLIP-2 / InstructBLIP: inputs go through the processor so the ``<image>`` placeholders are there."""
+    from medcap_utils.models.blip2 import blip2_generate
+
+    def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
+        return blip2_generate(model, processor, list(images), **generate_kwargs)
+
+    return Captioner(caption, _image_size(processor.image_processor), model)
+
+
+def caption_split(captioner: Captioner, images: np.ndarray, ids: list[str], batch_size: int = 16,
+                  **generate_kwargs) -> tuple[dict[str, str], dict]:
+    """Captions ``{id: caption}`` for ``images`` (uint8, row i = ``ids[i]``) plus timing and memory:
+    ``{"seconds", "captions_per_s", "peak_mb", "delta_mb", "memory_kind"}``."""
+    captioner.model.eval()
+    preds: dict[str, str] = {}
+    with PeakMemory(captioner.device) as memory:
+        start = time.perf_counter()
+        for lo in range(0, len(ids), batch_size):
+            batch = images[lo: lo + batch_size]
+            for image_id, text in zip(ids[lo: lo + batch_size], captioner.caption(batch, **generate_kwargs)):
+                preds[image_id] = text
+        if captioner.device.type == "cuda":
+            torch.cuda.synchronize(captioner.device)
+        seconds = time.perf_counter() - start
+    return preds, {"seconds": seconds, "captions_per_s": len(ids) / seconds, "peak_mb": memory.peak_mb,
+                   "delta_mb": memory.delta_mb, "memory_kind": memory.kind}
+
+
+def run_decoding_grid(
+    captioner: Captioner,
+    data_dir: str | Path,
+    split: str,
+    model_name: str,
+    configs=DECODING_GRID,
+    batch_size: int = 16,
+    max_new_tokens: int = 40,
+    limit: int | None = None,
+    protocol: str = "imageclef2024",
+    metrics: list[str] | None = None,
+    run_prefix: str = "decoding",
+    meta: dict | None = None,
+) -> pd.DataFrame:
+    """Caption ``split`` once per decoding configuration; one run directory and one table row each.
+
+    Run directories are ``reports/runs/<run_prefix>_<model_name>_<config.name>/``. ``limit`` keeps the
+    first N images (demo). Returns one row per configuration: metrics, captions/s, peak memory.
+    Used by notebook 04.
+    """
+    from medcap_utils.data.cache import get_image_cache
+    from medcap_utils.data.rocov2 import split_frame
+    from medcap_utils.evaluate import evaluate_captions
+    from medcap_utils.paths import resolve
+    from medcap_utils.runfiles import write_run_dir
+
+    root = resolve(data_dir)
+    frame = split_frame(root, split)
+    cache = get_image_cache(root, split, captioner.image_size)
+    wanted = set(frame["id"])
+    ids = [i for i in cache.ids if i in wanted][:limit]
+    images = cache.images[[cache.index[i] for i in ids]]
+    gt = dict(zip(frame["id"], frame["caption"]))
+    gt = {i: gt[i] for i in ids}
+    rows = []
+    for config in configs:
+        preds, speed = caption_split(captioner, images, ids, batch_size=batch_size,
+                                     **config.generate_kwargs(max_new_tokens))
+        name = f"{run_prefix}_{model_name}_{config.name}"
+        run_meta = {"model": model_name, "decoding": asdict(config), "max_new_tokens": max_new_tokens,
+                    "batch_size": batch_size, "device": str(captioner.device), **speed, **(meta or {})}
+        run_dir = write_run_dir(name, "captions", split, str(data_dir), preds, meta=run_meta)
+        result = evaluate_captions(gt, preds, protocol=protocol, metrics=metrics, out_dir=run_dir)
+        (Path(run_dir) / "decoding.json").write_text(json.dumps(run_meta, indent=2, default=str))
+        rows.append({"model": model_name, "label": config.label, "decoding": config.name,
+                     "num_beams": config.num_beams, "n_images": len(ids), **result["scores"],
+                     "captions_per_s": speed["captions_per_s"], "peak_mb": speed["peak_mb"],
+                     "delta_mb": speed["delta_mb"], "run_dir": str(run_dir)})
+    return pd.DataFrame(rows)
+
+
+def repeated_ngrams(tokens: list[int], n: int = 3) -> list[tuple[int, ...]]:
+    """The n-grams that occur more than once in ``tokens`` (tests use it on generated ids)."""
+    seen, repeated = set(), []
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i: i + n])
+        if gram in seen:
+            repeated.append(gram)
+        seen.add(gram)
+    return repeated
