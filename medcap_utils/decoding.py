@@ -134,8 +134,18 @@ def _image_size(image_processor) -> int:
     return int(size["height"] if "height" in size else size["shortest_edge"])
 
 
+def blip_captioner(model, processor) -> Captioner:
+    """BLIP (``load_blip``): batches go through ``models.blip.generate_captions``."""
+    from medcap_utils.models.blip import generate_captions, image_size_of
+
+    def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
+        return generate_captions(model, processor, images, batch_size=len(images), **generate_kwargs)
+
+    return Captioner(caption, image_size_of(processor), model)
+
+
 def encoder_decoder_captioner(model, image_processor, tokenizer) -> Captioner:
-    """BLIP (``BlipForConditionalGeneration``) or ViT-GPT2: ``model.generate(pixel_values=...)``.
+    """ViT-GPT2 (any ``VisionEncoderDecoderModel``): ``model.generate(pixel_values=...)``.
 
     Images are normalised on the model's device from the uint8 cache (resize was done once when the
     cache was built), so generation time is not spent in a PIL loop.
