@@ -20,5 +20,5 @@ def top_k_concepts(train_cuis, k: int) -> list[str]:
     """The ``k`` CUIs occurring on most training images (ties: first seen), upper-cased."""
     counts: Counter = Counter()
     for cuis in train_cuis:
-        counts.update(dict.fromkeys(c.strip().upper() for c in cuis if c.strip()))
+        counts.update(list(dict.fromkeys(c.strip().upper() for c in cuis if c.strip())))
     return [c for c, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:k]]

@@ -59,14 +59,24 @@ def embed_texts(model, processor, texts: list[str], batch_size: int = 64) -> tup
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.projection_dim)), int(n_truncated)
 
 
+def _as_rgb(image):
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    with Image.open(image) as im:  # a path: opened per batch so 10k images are never all in memory
+        return im.convert("RGB")
+
+
 def embed_images(model, processor, images: list, batch_size: int = 32) -> np.ndarray:
-    """Unit-norm image embeddings of PIL images (CLIP's own resize / crop / normalisation)."""
+    """Unit-norm image embeddings of PIL images or image paths (CLIP's own resize / crop / normalisation)."""
     import torch
 
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            pix = processor.image_processor(images=images[i:i + batch_size], return_tensors="pt")["pixel_values"]
+            batch = [_as_rgb(im) for im in images[i:i + batch_size]]
+            pix = processor.image_processor(images=batch, return_tensors="pt")["pixel_values"]
             out.append(_unit(_features(model.get_image_features(pixel_values=pix.to(model.device))).float()).cpu())
     return torch.cat(out).numpy()
 
@@ -74,8 +84,9 @@ def embed_images(model, processor, images: list, batch_size: int = 32) -> np.nda
 def clip_scores(images: list, candidates: list[str], references: list[list[str]] | None = None,
                 model_id: str = DEFAULT_CLIP, device: str | None = None, batch_size: int = 32,
                 model_and_processor=None) -> dict:
-    """Per-image ``clip_s`` (and ``refclip_s`` when ``references`` are given) plus counts.
+    """Per-image ``clip_s`` (and ``refclip_s`` when ``references`` are given), raw ``cos``, counts.
 
+    ``images``: PIL images or paths.
     ``references``: one list of reference captions per image. ``n_truncated`` counts candidate and
     reference texts longer than 77 tokens after the prefix.
     """
@@ -84,8 +95,9 @@ def clip_scores(images: list, candidates: list[str], references: list[list[str]]
     model, processor = model_and_processor or load_clip(model_id, device)
     img = embed_images(model, processor, images, batch_size)
     cand, n_trunc = embed_texts(model, processor, candidates, batch_size)
-    clip_s = W * np.clip(np.sum(img * cand, axis=1), 0, None)
-    out = {"clip_s": clip_s, "n_truncated": n_trunc, "model_id": model_id,
+    cos = np.sum(img * cand, axis=1)
+    clip_s = W * np.clip(cos, 0, None)
+    out = {"clip_s": clip_s, "cos": cos, "n_truncated": n_trunc, "model_id": model_id,
            "revision": getattr(model.config, "_commit_hash", None)}
     if references is not None:
         flat = [r for refs in references for r in refs]
