@@ -9,8 +9,11 @@ output is byte-identical for a seed and independent of drawing order.
 """
 import csv
 import io
+import multiprocessing as mp
+import os
 import time
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -165,55 +168,79 @@ def _fmt(v):
     return f"{v:.4f}"
 
 
-def synthesize(out_dir, seed=0, n_train=1200, n_valid=200, n_test=200, image_size=256, zip_images=False):
+def _render_one(job):
+    """Everything about one image; a pure function of (seed, split, number) so workers agree."""
+    seed, si, split, num, image_size = job
+    iid = f"ROCOv2_2023_{split}_{num:06d}"
+    rng = np.random.default_rng([seed, si, num])
+    a = sample_attributes(rng)
+    im, info = draw_image(a, rng, image_size)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=92, subsampling=0)   # 4:4:4 keeps arrow colours crisp
+    text_rng = np.random.default_rng([seed, si, num, 1])
+    caption = make_caption(a, info, text_rng)
+    cuis, man = concepts_for(a, info)
+    if text_rng.random() < EMPTY_CONCEPT_RATE:
+        cuis, man = [], []
+    box = info.get("bbox")
+    truth = [iid, a["modality"], MODALITY_CUI[a["modality"]], a["region"], a["view"], a["finding"],
+             info.get("side", ""), info.get("size_mm", "") or "", a["arrow_colour"],
+             *([_fmt(v) for v in box] if box else ["", "", "", ""]), info.get("location", "")]
+    return iid, buf.getvalue(), caption, cuis, man, truth
+
+
+def _workers(total):
+    """Two or more processes pay off above a few hundred images (spawn costs about a second each)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return min(cores, 4) if total >= 400 else 1
+
+
+def synthesize(out_dir, seed=0, n_train=1200, n_valid=200, n_test=200, image_size=256, zip_images=False,
+               workers=None):
     """Write the demo dataset to ``out_dir`` (ROCOv2 layout + ``{split}_demo_truth.csv``); returns a summary.
 
+    Output bytes depend only on the arguments, not on ``workers`` (None = choose from the CPU count).
     Used by notebook 00_data_setup and ``python -m medcap_utils.data synth``."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"out_dir": str(out), "seed": seed, "image_size": image_size, "splits": {}, "modalities": {}}
-    used_cuis = set()
-    licence_rows = []
-    for si, (split, n) in enumerate(zip(SPLITS, (n_train, n_valid, n_test))):
-        img_dir = out / split
-        img_dir.mkdir(exist_ok=True)
-        caps, conc, manual, truth = [], [], [], []
-        zf = zipfile.ZipFile(out / f"{split}_images.zip", "w", zipfile.ZIP_STORED) if zip_images else None
-        for num in _ids(seed, si, n):
-            iid = f"ROCOv2_2023_{split}_{num:06d}"
-            rng = np.random.default_rng([seed, si, num])
-            a = sample_attributes(rng)
-            im, info = draw_image(a, rng, image_size)
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=92, subsampling=0)   # 4:4:4 keeps arrow colours crisp
-            data = buf.getvalue()
-            (img_dir / f"{iid}.jpg").write_bytes(data)
+    counts = dict(zip(SPLITS, (n_train, n_valid, n_test)))
+    workers = _workers(sum(counts.values())) if workers is None else workers
+    summary = {"out_dir": str(out), "seed": seed, "image_size": image_size, "splits": counts, "modalities": {}}
+    used_cuis, licence_rows = set(), []
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers > 1 else None
+    try:
+        for si, (split, n) in enumerate(counts.items()):
+            img_dir = out / split
+            img_dir.mkdir(exist_ok=True)
+            jobs = [(seed, si, split, num, image_size) for num in _ids(seed, si, n)]
+            results = pool.map(_render_one, jobs, chunksize=16) if pool else map(_render_one, jobs)
+            caps, conc, manual, truth = [], [], [], []
+            zf = zipfile.ZipFile(out / f"{split}_images.zip", "w", zipfile.ZIP_STORED) if zip_images else None
+            for iid, data, caption, cuis, man, row in results:
+                (img_dir / f"{iid}.jpg").write_bytes(data)
+                if zf is not None:
+                    zf.writestr(zipfile.ZipInfo(f"{split}/{iid}.jpg", date_time=(2023, 1, 1, 0, 0, 0)), data)
+                caps.append([iid, caption])
+                conc.append([iid, ";".join(cuis)])
+                manual.append([iid, ";".join(man)])
+                truth.append(row)
+                used_cuis.update(cuis, man)
+                licence_rows.append([iid, f"Synthetic image drawn by medcap_utils.data.synth (seed {seed}); "
+                                          "no patient data", "CC0 1.0"])
+                summary["modalities"][row[1]] = summary["modalities"].get(row[1], 0) + 1
             if zf is not None:
-                zi = zipfile.ZipInfo(f"{split}/{iid}.jpg", date_time=(2023, 1, 1, 0, 0, 0))
-                zf.writestr(zi, data)
-            text_rng = np.random.default_rng([seed, si, num, 1])
-            caps.append([iid, make_caption(a, info, text_rng)])
-            cuis, man = concepts_for(a, info)
-            if text_rng.random() < EMPTY_CONCEPT_RATE:
-                cuis, man = [], []
-            used_cuis.update(cuis, man)
-            conc.append([iid, ";".join(cuis)])
-            manual.append([iid, ";".join(man)])
-            box = info.get("bbox")
-            truth.append([iid, a["modality"], MODALITY_CUI[a["modality"]], a["region"], a["view"], a["finding"],
-                          info.get("side", ""), info.get("size_mm", "") or "", a["arrow_colour"],
-                          *([_fmt(v) for v in box] if box else ["", "", "", ""]), info.get("location", "")])
-            licence_rows.append([iid, f"Synthetic image drawn by medcap_utils.data.synth (seed {seed}); "
-                                      "no patient data", "CC0 1.0"])
-            summary["modalities"][a["modality"]] = summary["modalities"].get(a["modality"], 0) + 1
-        if zf is not None:
-            zf.close()
-        _write_csv(out / f"{split}_captions.csv", ["ID", "Caption"], caps)
-        _write_csv(out / f"{split}_concepts.csv", ["ID", "CUIs"], conc)
-        _write_csv(out / f"{split}_concepts_manual.csv", ["ID", "CUIs"], manual)
-        _write_csv(out / f"{split}_demo_truth.csv", TRUTH_COLUMNS, truth)
-        summary["splits"][split] = n
+                zf.close()
+            _write_csv(out / f"{split}_captions.csv", ["ID", "Caption"], caps)
+            _write_csv(out / f"{split}_concepts.csv", ["ID", "CUIs"], conc)
+            _write_csv(out / f"{split}_concepts_manual.csv", ["ID", "CUIs"], manual)
+            _write_csv(out / f"{split}_demo_truth.csv", TRUTH_COLUMNS, truth)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     _write_csv(out / "cui_mapping.csv", ["CUI", "Canonical name"], [[c, CUI_NAMES[c]] for c in sorted(used_cuis)])
     _write_csv(out / "license_information.csv", ["ID", "Attribution", "License"], licence_rows)
     summary["seconds"] = round(time.perf_counter() - t0, 2)

@@ -80,7 +80,7 @@ def _lc(s):
 
 
 def _cap(s):
-    return s[0].upper() + s[1:]
+    return s[:1].upper() + s[1:]
 
 
 def _article(word):
@@ -130,6 +130,8 @@ def make_caption(a, info, rng):
     m, _, legend = _wpick(rng, phrases)
     nouns, adjs = SPECIAL_REGION.get((mod, region), (REGION_NOUN[region], REGION_ADJ[region]))
     rn, ra = _pick(rng, nouns), _pick(rng, adjs)
+    if ra.split()[-1].lower() in m.lower():   # no "Cardiac cardiac ultrasound"
+        ra = ""
     if region == "knee" and info.get("side"):
         rn, ra = f"{info['side']} knee", f"{info['side']} knee"
     v, vn = _pick(rng, VIEW_WORDS[view]), _pick(rng, VIEW_NOUNS[mod])
@@ -173,7 +175,7 @@ def make_caption(a, info, rng):
         if view in ("axial", "coronal", "PA", "AP", "transverse") and rng.random() < .6:
             sentences.append("For orientation, the image is shown in the standard radiological convention, with the "
                              "patient's right side on the left of the image.")
-    text = " ".join(sentences)
+    text = " ".join(" ".join(s.split()) for s in sentences)
     if legend and rng.random() < .12:
         text += ("" if rng.random() < .3 else " ") + legend          # ROCOv2 often runs these together
     return _quirks(text, rng)
