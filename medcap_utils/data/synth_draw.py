@@ -36,8 +36,8 @@ FRONTAL_VIEWS = {"axial", "coronal", "PA", "AP", "transverse"}
 XRAY_MU = {"nodule": .28, "mass": .35, "effusion": .5, "fracture": -.6}
 
 
-def _box(S, prim, soft=1.0):
-    """Bounding-box slices and a soft 0..1 mask of one super-ellipse primitive."""
+def _box(S, prim):
+    """Bounding-box slices of a super-ellipse primitive and q = d**p (q < 1 inside, d the scaled radius)."""
     _, cx, cy, a, b, ang, p, _ = prim
     r = max(a, b) * (1.42 if p > 2 else 1.0) + 2.0 / S
     x0, x1 = max(int((cx - r) * S), 0), min(int((cx + r) * S) + 2, S)
@@ -47,19 +47,28 @@ def _box(S, prim, soft=1.0):
     xs = (np.arange(x0, x1, dtype=np.float32) + .5) / S - cx
     ys = (np.arange(y0, y1, dtype=np.float32) + .5) / S - cy
     c, s = math.cos(math.radians(ang)), math.sin(math.radians(ang))
-    u = (xs[None, :] * c + ys[:, None] * s) / a
-    v = (ys[:, None] * c - xs[None, :] * s) / b
-    u2, v2 = u * u, v * v
-    if p == 2:
-        d = np.sqrt(u2 + v2)
-    elif p == 4:
-        d = np.sqrt(np.sqrt(u2 * u2 + v2 * v2))
-    elif p == 3:
-        d = np.cbrt(u2 * np.abs(u) + v2 * np.abs(v))
+    u = xs[None, :] * (c / a) + ys[:, None] * (s / a)
+    v = ys[:, None] * (c / b) - xs[None, :] * (s / b)
+    if p == 3:
+        q = np.abs(u) ** 3 + np.abs(v) ** 3
     else:
-        d = (np.abs(u) ** p + np.abs(v) ** p) ** (1.0 / p)
-    alpha = np.clip((1.0 - d) * (min(a, b) * S) / soft + .5, 0.0, 1.0)
-    return (slice(y0, y1), slice(x0, x1)), alpha, d
+        u *= u
+        v *= v
+        if p == 4:
+            u *= u
+            v *= v
+        q = u
+        q += v
+    return (slice(y0, y1), slice(x0, x1)), q
+
+
+def _alpha(q, prim, S, soft=1.0):
+    """Anti-aliased 0..1 coverage; near the edge 1 - d is about (1 - d**p) / p."""
+    k = min(prim[3], prim[4]) * S / soft / prim[6]
+    w = np.subtract(1.0, q, dtype=np.float32)
+    w *= k
+    w += .5
+    return np.clip(w, 0.0, 1.0, out=w)
 
 
 def paint(canvas, value, prim, mode="over", clip=None):
@@ -67,17 +76,22 @@ def paint(canvas, value, prim, mode="over", clip=None):
 
     mode "over" blends towards value, "add" adds it, "thick" adds value times the path length
     through an ellipsoid (X-ray projection)."""
-    got = _box(canvas.shape[0], prim)
+    S = canvas.shape[0]
+    got = _box(S, prim)
     if got is None:
         return
-    sl, alpha, d = got
-    w = np.sqrt(np.clip(1.0 - d * d, 0.0, 1.0)) if mode == "thick" else alpha
+    sl, q = got
+    if mode == "thick":
+        d2 = q if prim[6] == 2 else q ** (2.0 / prim[6])
+        w = np.sqrt(np.clip(1.0 - d2, 0.0, 1.0))
+    else:
+        w = _alpha(q, prim, S)
     if clip is not None:
-        cg = _box(canvas.shape[0], clip)
+        cg = _box(S, clip)
         if cg is None:
             return
         full = np.zeros_like(canvas)
-        full[cg[0]] = cg[1]
+        full[cg[0]] = _alpha(cg[1], clip, S)
         w = w * full[sl]
     if mode == "over":
         canvas[sl] += w * (value - canvas[sl])
