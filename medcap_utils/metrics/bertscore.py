@@ -33,6 +33,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _patch_empty_sentences() -> None:
+    """bert_score 0.3.13 encodes an empty sentence with ``build_inputs_with_special_tokens([])``,
+    which transformers 5 tokenizers no longer have; encode it as the tokenizer's own empty input
+    (the same ``[CLS] [SEP]`` ids) so empty captions and empty idf documents still count."""
+    import bert_score.utils as utils
+
+    if getattr(utils.sent_encode, "medcap_patched", False):
+        return
+    original = utils.sent_encode
+
+    def sent_encode(tokenizer, sent):
+        if sent.strip() == "" and not hasattr(tokenizer, "build_inputs_with_special_tokens"):
+            return tokenizer("", add_special_tokens=True)["input_ids"]
+        return original(tokenizer, sent)
+
+    sent_encode.medcap_patched = True
+    utils.sent_encode = sent_encode
+
+
 def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None, idf: bool = False,
                 idf_sents: list[str] | None = None, batch_size: int = 32, device: str | None = None):
     """A ``bert_score.BERTScorer``; a model that cannot be loaded (offline, no local copy) raises
@@ -40,6 +59,7 @@ def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None,
     (then ``num_layers`` is required, bert_score only knows layers for hub ids)."""
     from bert_score import BERTScorer
 
+    _patch_empty_sentences()
     if idf and not idf_sents:
         raise ValueError("idf=True needs idf_sents (the 2025 protocol uses the preprocessed ground truth)")
     try:

@@ -63,11 +63,13 @@ def _with_both_empty(values_for, both_empty: np.ndarray) -> np.ndarray:
 
 
 def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=None, image_paths=None,
-                       bertscore_model: str = bs.OFFICIAL_MODEL, clip_model: str | None = None,
+                       bertscore_model: str = bs.OFFICIAL_MODEL, bertscore_num_layers: int | None = None,
+                       clip_model: str | None = None,
                        device: str | None = None, batch_size: int = 32, verbose: bool = False) -> dict:
     """Per-image and averaged scores of one protocol for aligned lists ``gt`` / ``cand`` (raw text).
 
-    ``image_paths`` (aligned, optional) enables CLIPScore / similarity. Returns ``scores``,
+    ``image_paths`` (aligned, optional) enables CLIPScore / similarity. ``bertscore_model`` may be a
+    local directory (then give ``bertscore_num_layers``); anything but the official id is labelled. Returns ``scores``,
     ``per_image`` {metric: array}, ``unavailable`` {metric: reason}, ``combined``, ``counts``, ``notes``.
     """
     if protocol not in PROTOCOLS:
@@ -113,7 +115,9 @@ def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=No
         attempt(name, fn)
 
     if "bertscore_f1" in wanted:
-        run_bertscore("bertscore_f1", {"model_type": bertscore_model})
+        run_bertscore("bertscore_f1", {"model_type": bertscore_model, "num_layers": bertscore_num_layers})
+        if bertscore_model != bs.OFFICIAL_MODEL and "bertscore_f1" in notes:
+            notes["bertscore_f1"]["note"] = "not the official deberta-xlarge-mnli: not comparable to leaderboard numbers"
     if "bertscore_minilm_f1" in wanted:
         def minilm_kwargs():
             return {"model_type": bs.minilm_path(), "num_layers": 6}
