@@ -77,6 +77,34 @@ def _start_meteor():
     return Meteor()
 
 
+def meteor_compute(meteor, gts_tok: dict, res_tok: dict, ids: list) -> tuple[float, list]:
+    """pycocoevalcap's ``Meteor.compute_score`` protocol with the SCORE lines pipelined.
+
+    The jar receives exactly the lines ``Meteor._stat`` would send and the same EVAL line, so the
+    values are identical; but a writer thread streams them instead of waiting for each reply, which
+    removes 2 context switches per pair (minutes on a busy machine for 10k pairs).
+    """
+    proc = meteor.meteor_p
+
+    def score_line(k):
+        hyp = res_tok[k][0].replace("|||", "").replace("  ", " ")
+        return " ||| ".join(("SCORE", " ||| ".join(gts_tok[k]), hyp)) + "\n"
+
+    def write_all():
+        for k in ids:
+            proc.stdin.write(score_line(k).encode())
+        proc.stdin.flush()
+
+    writer = threading.Thread(target=write_all, daemon=True)
+    writer.start()
+    stats = [proc.stdout.readline().decode().strip() for _ in ids]
+    writer.join()
+    proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
+    proc.stdin.flush()
+    per = [float(proc.stdout.readline().strip()) for _ in ids]
+    return float(proc.stdout.readline().strip()), per
+
+
 def _close_meteor(meteor) -> None:
     try:
         meteor.meteor_p.stdin.close()
@@ -147,7 +175,7 @@ def coco_evaluate(gts: dict, res: dict, metrics=None) -> CocoResult:
     if meteor is not None:
         def run_meteor():
             try:
-                meteor_out["value"] = meteor.compute_score(gts_tok, res_tok)
+                meteor_out["value"] = meteor_compute(meteor, gts_tok, res_tok, ids)
             except Exception as err:  # reported, never replaced by a number
                 meteor_out["error"] = f"METEOR failed: {err!r}"
 
