@@ -1,0 +1,197 @@
+"""Fine-tune BLIP with a recipe from ``configs/recipes/`` on the shared Accelerate loop.
+
+Used by notebooks 02 (both recipes), 03 (MedBLIP variants, through ``freeze_vision``/``freeze_text``)
+and 04 (``load_or_train_demo_blip``). The same function runs a real recipe on a GPU:
+
+    python -m medcap_utils.models.blip_training --recipe configs/recipes/2q2t-2024.yaml --model-key blip_base \
+        --profile rocov2 --data-dir /data/rocov2 --out reports/models/2q2t_blip_base
+    accelerate launch --multi_gpu --num_processes 8 -m medcap_utils.models.blip_training ...  (same arguments)
+
+A recipe file has one section per model (``blip_base``, ``blip_large``, ...) with model settings and a
+``train:`` mapping of :class:`~medcap_utils.training.TrainConfig`; its ``demo:`` section is merged over
+every model section when ``profile == "demo"`` (small model built offline, few epochs).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from medcap_utils.paths import resolve
+from medcap_utils.training import TrainConfig, TrainResult, fit
+
+#: Fields of a model section besides ``train`` (defaults used when a recipe leaves them out).
+MODEL_DEFAULTS: dict[str, Any] = {
+    "model": "Salesforce/blip-image-captioning-base",  # hub id or directory; null = build the demo BLIP
+    "image_size": 224,
+    "max_length": 200,
+    "label_smoothing": 0.1,
+    "prompt": None,
+    "freeze_vision": False,
+    "freeze_text": False,
+    "build": {},  # build_demo_blip keyword arguments (demo only)
+    "eval_images": 200,  # validation images captioned per epoch for BLEU-4 / modality mention rate
+    "decoding": {"num_beams": 1, "max_new_tokens": 40, "no_repeat_ngram_size": 3},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def load_blip_recipe(path: str | Path, model_key: str, profile: str = "demo", variant: str | None = None,
+                     **train_overrides) -> dict:
+    """``{..model settings.., "train": TrainConfig}`` for one model of a recipe file and a profile.
+
+    Merge order: defaults < model section < ``authors_code`` (when ``variant == "authors_code"``)
+    < ``demo`` (profile demo) < ``variants[variant]`` (e.g. MedBLIP's ``decoder_only``) < ``train_overrides``.
+    """
+    data = yaml.safe_load(Path(resolve(path)).read_text())
+    if model_key not in data:
+        raise KeyError(f"{path}: no model section {model_key!r}; sections: {sorted(data)}")
+    section = _merge(MODEL_DEFAULTS, data[model_key])
+    if variant == "authors_code":
+        section = _merge(section, data.get("authors_code", {}))
+    if profile == "demo":
+        section = _merge(section, data.get("demo", {}))
+    if variant not in (None, "authors_code"):
+        variants = data.get("variants", {})
+        if variant not in variants:
+            raise KeyError(f"{path}: no variant {variant!r}; variants: {sorted(variants)}")
+        section = _merge(section, variants[variant] or {})
+    unknown = set(section) - set(MODEL_DEFAULTS) - {"train", "notes"}
+    if unknown:
+        raise KeyError(f"{path}:{model_key}: unknown keys {sorted(unknown)}")
+    section["train"] = TrainConfig.from_dict(section.get("train", {}), **train_overrides)
+    return section
+
+
+def make_evaluate_fn(processor, valid, n_images: int = 200, decoding: dict | None = None, batch_size: int = 64):
+    """Per-epoch validation metrics of generated captions: BLEU-4 (pycocoevalcap) and modality mention rate."""
+    from medcap_utils.metrics.coco import coco_scores
+    from medcap_utils.metrics.modality import modality_mention_rate
+    from medcap_utils.models.blip import generate_captions
+
+    idx = np.arange(min(n_images, len(valid)))
+    images = valid.images(idx)
+    refs = {valid.ids[i]: valid.captions[i] for i in idx}
+    mods = [valid.modalities[i] for i in idx]
+    decoding = {**MODEL_DEFAULTS["decoding"], **(decoding or {})}
+
+    def evaluate(model, epoch: int) -> dict[str, float]:
+        caps = generate_captions(model, processor, images, batch_size=batch_size, **decoding)
+        scores = coco_scores(refs, dict(zip(refs, caps)), metrics=["Bleu_4"])
+        return {"val_bleu4": scores["Bleu_4"], "val_modality_rate": modality_mention_rate(caps, mods)}
+
+    return evaluate
+
+
+def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_length: int = 200,
+                  label_smoothing: float | None = 0.1, freeze_vision: bool = False, freeze_text: bool = False,
+                  prompt: str | None = None, eval_images: int = 200, decoding: dict | None = None) -> TrainResult:
+    """Fine-tune ``model`` in place on a :class:`CaptionImageCacheDataset` (validation loss and caption
+    metrics per epoch when ``valid`` is given). Freezing switches: vision encoder / text decoder."""
+    from medcap_utils.models.blip import freeze, make_blip_loss, set_label_smoothing
+    from medcap_utils.models.captioning_data import make_caption_collate
+
+    if label_smoothing is not None:
+        set_label_smoothing(model, label_smoothing)
+    trainable = freeze(model, vision_encoder=freeze_vision, text_decoder=freeze_text)
+    collate = make_caption_collate(processor.tokenizer, model.config.text_config.bos_token_id, max_length, prompt)
+    evaluate = make_evaluate_fn(processor, valid, eval_images, decoding) if valid is not None and eval_images else None
+    return fit(model, train, cfg, make_blip_loss(processor), collate_fn=collate, valid_dataset=valid,
+               evaluate_fn=evaluate, trainable_params=trainable)
+
+
+def initial_model(recipe: dict, data_dir: str | Path, out_dir: str | Path):
+    """``(model, processor)`` the recipe starts from: a hub id / directory, or the demo BLIP built
+    offline (its WordPiece trained on the training captions) and saved to ``out_dir/init``."""
+    from medcap_utils.data.rocov2 import split_frame
+    from medcap_utils.models.blip import build_demo_blip, load_blip
+
+    if recipe["model"]:
+        return load_blip(recipe["model"])
+    init = Path(out_dir) / "init"
+    if not (init / "config.json").exists():
+        captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
+        build_demo_blip(init, captions, image_size=recipe["image_size"], **recipe["build"])
+    return load_blip(init)
+
+
+def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, train_limit: int | None = None,
+                      valid_limit: int | None = None) -> tuple[Any, Any, TrainResult]:
+    """Build/load the start model, fine-tune with ``recipe``, save model + processor + history to ``out_dir``."""
+    from medcap_utils.models.captioning_data import caption_dataset
+
+    out = Path(resolve(out_dir))
+    model, processor = initial_model(recipe, data_dir, out)
+    size = recipe["image_size"]
+    train = caption_dataset(resolve(data_dir), "train", size, limit=train_limit)
+    valid = caption_dataset(resolve(data_dir), "valid", size, limit=valid_limit)
+    cfg = recipe["train"]
+    if cfg.output_dir is None:
+        cfg = cfg.replace(output_dir=str(out / "run"))
+    result = finetune_blip(model, processor, train, cfg, valid, recipe["max_length"], recipe["label_smoothing"],
+                           recipe["freeze_vision"], recipe["freeze_text"], recipe["prompt"], recipe["eval_images"],
+                           recipe["decoding"])
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under `accelerate launch`, one writer
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        result.history.to_csv(out / "history.csv", index=False)
+        (out / "train_info.json").write_text(json.dumps(
+            {"train_time_s": result.train_time_s, "best": result.best, "global_step": result.global_step,
+             "recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": cfg.to_dict()},
+            indent=2, default=str))
+    return model, processor, result
+
+
+def load_or_train_demo_blip(data_dir: str | Path = "data/demo", out_dir: str | Path = "reports/models/blip_demo",
+                            recipe_path: str | Path = "configs/recipes/2q2t-2024.yaml", model_key: str = "blip_base",
+                            retrain: bool = False):
+    """The demo BLIP of notebook 02 (loaded if saved, trained otherwise); notebooks 03 and 04 use it."""
+    from medcap_utils.models.blip import load_blip
+
+    out = Path(resolve(out_dir))
+    if (out / "config.json").exists() and (out / "history.csv").exists() and not retrain:
+        return load_blip(out)
+    model, processor, _ = train_blip_recipe(load_blip_recipe(recipe_path, model_key, "demo"), data_dir, out)
+    return model, processor
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m medcap_utils.models.blip_training", description=__doc__.split("\n")[0])
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--model-key", required=True, help="model section of the recipe, e.g. blip_base")
+    ap.add_argument("--profile", default="rocov2", choices=["demo", "rocov2"])
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--model", help="override the recipe's start checkpoint (hub id or directory)")
+    for name, typ in [("epochs", int), ("batch-size", int), ("grad-accum", int), ("lr", float),
+                      ("mixed-precision", str), ("checkpoint-every-steps", int), ("num-workers", int)]:
+        ap.add_argument(f"--{name}", type=typ)
+    args = ap.parse_args(argv)
+    overrides = {k: getattr(args, k.replace("-", "_")) for k in
+                 ["epochs", "batch_size", "grad_accum", "lr", "mixed_precision", "checkpoint_every_steps", "num_workers"]}
+    recipe = load_blip_recipe(args.recipe, args.model_key, args.profile, **overrides)
+    if args.model:
+        recipe["model"] = args.model
+    start = time.perf_counter()
+    _, _, result = train_blip_recipe(recipe, args.data_dir, args.out)
+    print(result.history.to_string(index=False))
+    print(f"trained in {time.perf_counter() - start:.0f} s; model saved to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
