@@ -64,8 +64,9 @@ def _as_rgb(image):
 
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    with Image.open(image) as im:  # a path: opened per batch so 10k images are never all in memory
-        return im.convert("RGB")
+    from medcap_utils.data.images import open_rgb  # paths and zip://archive::member sources
+
+    return open_rgb(image)  # opened per batch so 10k images are never all in memory
 
 
 def embed_images(model, processor, images: list, batch_size: int = 32) -> np.ndarray:

@@ -3,7 +3,8 @@
 Numbers are pycocoevalcap's own (tests compare with calling it directly). Two things differ from
 ``COCOEvalCap`` only in cost, not in value: the PTB tokenizer runs once for references and
 hypotheses together (one Java start instead of two), and METEOR's Java process starts while the
-tokenizer runs and scores in a background thread while BLEU/ROUGE-L/CIDEr run in Python.
+tokenizer runs (once per Python process, then reused) and scores in a background thread while
+BLEU/ROUGE-L/CIDEr run in Python; the SCORE lines are streamed rather than sent one round trip each.
 
 One deliberate fix: the PTB tokenizer is line based and Java also breaks lines at ``\\r``, ``\\x0b``,
 ``\\x0c``, ``\\x85``, ``\\u2028``... (pycocoevalcap only removes ``\\n``), which silently shifts every
@@ -13,6 +14,7 @@ Used by notebook 08 and, via :func:`coco_scores`, by the training notebooks for 
 """
 from __future__ import annotations
 
+import atexit
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -71,10 +73,19 @@ class CocoResult:
     n_line_breaks_replaced: int = 0
 
 
+_METEOR = None
+
+
 def _start_meteor():
+    """The METEOR jar process, started once per Python process and reused by every evaluation (its
+    SCORE/EVAL requests are stateless); loading its paraphrase tables is most of METEOR's cost."""
+    global _METEOR
     from pycocoevalcap.meteor.meteor import Meteor
 
-    return Meteor()
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        _METEOR = Meteor()
+        atexit.register(_close_meteor, _METEOR)
+    return _METEOR
 
 
 def meteor_compute(meteor, gts_tok: dict, res_tok: dict, ids: list) -> tuple[float, list]:
@@ -95,14 +106,15 @@ def meteor_compute(meteor, gts_tok: dict, res_tok: dict, ids: list) -> tuple[flo
             proc.stdin.write(score_line(k).encode())
         proc.stdin.flush()
 
-    writer = threading.Thread(target=write_all, daemon=True)
-    writer.start()
-    stats = [proc.stdout.readline().decode().strip() for _ in ids]
-    writer.join()
-    proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
-    proc.stdin.flush()
-    per = [float(proc.stdout.readline().strip()) for _ in ids]
-    return float(proc.stdout.readline().strip()), per
+    with meteor.lock:
+        writer = threading.Thread(target=write_all, daemon=True)
+        writer.start()
+        stats = [proc.stdout.readline().decode().strip() for _ in ids]
+        writer.join()
+        proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
+        proc.stdin.flush()
+        per = [float(proc.stdout.readline().strip()) for _ in ids]
+        return float(proc.stdout.readline().strip()), per
 
 
 def _close_meteor(meteor) -> None:
@@ -164,12 +176,7 @@ def coco_evaluate(gts: dict, res: dict, metrics=None) -> CocoResult:
     result = CocoResult(ids=ids)
 
     meteor = _start_meteor() if "METEOR" in wanted and shutil.which("java") else None
-    try:
-        gts_tok, res_tok, result.n_line_breaks_replaced = ptb_tokenize(gts, {k: res[k] for k in ids})
-    except Exception:
-        if meteor is not None:
-            _close_meteor(meteor)
-        raise
+    gts_tok, res_tok, result.n_line_breaks_replaced = ptb_tokenize(gts, {k: res[k] for k in ids})
 
     meteor_out: dict = {}
     if meteor is not None:
@@ -203,7 +210,6 @@ def coco_evaluate(gts: dict, res: dict, metrics=None) -> CocoResult:
 
     if meteor is not None:
         thread.join()
-        _close_meteor(meteor)
         if "value" in meteor_out:
             score, per = meteor_out["value"]
             result.scores["METEOR"], result.per_image["METEOR"] = score, np.asarray(per, dtype=float)

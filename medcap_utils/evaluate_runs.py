@@ -1,0 +1,147 @@
+"""Evaluate every run directory under ``reports/runs/`` and tabulate the results (notebook 08).
+
+A run directory (written by :func:`medcap_utils.runfiles.write_run_dir`) holds ``run.json`` naming
+task, split and data_dir, and the ImageCLEF run file. Caption runs are scored under the COCO
+protocol and both ImageCLEF protocols; concept runs with the official F1s. Each evaluation's files go
+to ``<run>/eval_<protocol>/``; one long table (run, protocol, metric, value, CI, status, note)
+collects everything, including the metrics that are unavailable and why.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medcap_utils.baselines import most_frequent_caption, top_k_concepts
+from medcap_utils.data.rocov2 import image_source, read_captions, read_concepts, split_files
+from medcap_utils.evaluate import evaluate_captions, evaluate_concepts
+from medcap_utils.metrics.bootstrap import paired_bootstrap
+from medcap_utils.paths import resolve
+from medcap_utils.runfiles import RunFileError, read_run_dir, read_run_file, write_run_dir
+
+COLUMNS = ["run", "task", "split", "protocol", "metric", "value", "ci_low", "ci_high", "n", "status", "note"]
+
+
+def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root=None) -> list[Path]:
+    """Most-frequent-caption and top-k-concepts runs on ``split`` (statistics from the train split)."""
+    root = resolve(data_dir)
+    train, target = split_files(root, "train"), split_files(root, split)
+    ids = list(read_captions(target["captions"]).ID)
+    caption = most_frequent_caption(read_captions(train["captions"]).Caption)
+    concepts = top_k_concepts(read_concepts(train["concepts"]).CUIs, k)
+    meta = {"baseline": True, "statistics_from": "train"}
+    return [write_run_dir("baseline-most-frequent-caption", "captions", split, data_dir, {i: caption for i in ids},
+                          {**meta, "caption": caption}, runs_root),
+            write_run_dir(f"baseline-top{k}-concepts", "concepts", split, data_dir, {i: concepts for i in ids},
+                          {**meta, "k": k, "concepts": concepts}, runs_root)]
+
+
+def _rows(run: str, info: dict, protocol: str, result: dict) -> list[dict]:
+    rows = []
+    notes = result["provenance"].get("notes", {})
+    for metric, value in result["scores"].items():
+        ci = result["ci"].get(metric, {})
+        note = notes.get(metric, {}).get("note", "") if isinstance(notes.get(metric), dict) else ""
+        rows.append({"run": run, "task": info["task"], "split": info["split"], "protocol": protocol, "metric": metric,
+                     "value": value, "ci_low": ci.get("low", np.nan), "ci_high": ci.get("high", np.nan),
+                     "n": ci.get("n", len(result["per_image"])),
+                     "status": "partial" if metric.endswith("_partial") else "ok", "note": note})
+    for metric, reason in result["unavailable"].items():
+        rows.append({"run": run, "task": info["task"], "split": info["split"], "protocol": protocol, "metric": metric,
+                     "value": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "status": "unavailable",
+                     "note": reason})
+    return rows
+
+
+def evaluate_run_dir(run_dir, protocols=("coco", "imageclef2024", "imageclef2025"), n_boot: int = 1000,
+                     seed: int = 0, clip_model: str | None = None, metrics=None) -> tuple[list[dict], dict]:
+    """Validate and score one run directory; returns (table rows, {protocol: per-image DataFrame})."""
+    run_dir = Path(run_dir)
+    info, run_file = read_run_dir(run_dir)
+    files = split_files(resolve(info["data_dir"]), info["split"])
+    per_image = {}
+    if info["task"] == "captions":
+        gt_df = read_captions(files["captions"])
+        gt = dict(zip(gt_df.ID, gt_df.Caption))
+        pred = read_run_file(run_file, "captions", valid_ids=gt)
+        root = resolve(info["data_dir"])
+        images = {i: image_source(root, info["split"], i) for i in gt}
+        has_images = files["images_dir"].is_dir() or files["images_zip"].exists()
+        rows = []
+        for protocol in protocols:
+            result = evaluate_captions(gt, pred, protocol, metrics, images=images if has_images else None, bootstrap=n_boot,
+                                       seed=seed, out_dir=run_dir / f"eval_{protocol}", clip_model=clip_model)
+            rows += _rows(run_dir.name, info, protocol, result)
+            per_image[protocol] = result["per_image"]
+        return rows, per_image
+    gt_df = read_concepts(files["concepts"])
+    gt = dict(zip(gt_df.ID, gt_df.CUIs))
+    manual = None
+    if files["concepts_manual"].exists():
+        m_df = read_concepts(files["concepts_manual"])
+        manual = dict(zip(m_df.ID, m_df.CUIs))
+    pred = read_run_file(run_file, "concepts", valid_ids=gt)
+    result = evaluate_concepts(gt, pred, manual, n_boot, seed, out_dir=run_dir / "eval_concepts")
+    per_image["concepts"] = result["per_image"]
+    return _rows(run_dir.name, info, "imageclef_concepts", result), per_image
+
+
+def evaluate_all_runs(runs_root="reports/runs", **kwargs) -> tuple[pd.DataFrame, dict]:
+    """Score every ``<runs_root>/*/run.json``; a run that fails validation becomes a row saying why."""
+    rows, per_image = [], {}
+    for run_json in sorted(Path(resolve(runs_root)).glob("*/run.json")):
+        run_dir = run_json.parent
+        try:
+            run_rows, per = evaluate_run_dir(run_dir, **kwargs)
+        except (RunFileError, FileNotFoundError, KeyError, ValueError) as err:
+            run_rows, per = [{"run": run_dir.name, "task": "?", "split": "?", "protocol": "-", "metric": "-",
+                              "value": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "status": "invalid",
+                              "note": str(err)[:300]}], {}
+        rows += run_rows
+        per_image[run_dir.name] = per
+    return pd.DataFrame(rows, columns=COLUMNS), per_image
+
+
+def paired_against(per_image: dict, baseline: str, protocol: str = "coco", metric: str = "rouge1",
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paired bootstrap of ``metric`` between every caption run and ``baseline`` on the same images."""
+    rows = []
+    base = per_image.get(baseline, {}).get(protocol)
+    if base is None or metric not in base:
+        return pd.DataFrame(columns=["run", "baseline", "metric", "diff", "low", "high", "p_value"])
+    for run, tables in per_image.items():
+        table = tables.get(protocol)
+        if run == baseline or table is None or metric not in table or list(table.ID) != list(base.ID):
+            continue
+        test = paired_bootstrap(table[metric].to_numpy(), base[metric].to_numpy(), n_boot, seed)
+        rows.append({"run": run, "baseline": baseline, "metric": f"{protocol}:{metric}", **test})
+    return pd.DataFrame(rows, columns=["run", "baseline", "metric", "diff", "low", "high", "p_value"])
+
+
+def plot_metrics(table: pd.DataFrame, path=None):
+    """One panel per protocol: each available metric per run with its 95% CI; saved to ``path``."""
+    import matplotlib.pyplot as plt
+
+    ok = table[table.status.isin(["ok", "partial"])].dropna(subset=["value"])
+    protocols = list(dict.fromkeys(ok.protocol))
+    if not protocols:
+        return None
+    fig, axes = plt.subplots(len(protocols), 1, figsize=(10, 3.2 * len(protocols)), squeeze=False)
+    for ax, protocol in zip(axes[:, 0], protocols):
+        part = ok[ok.protocol == protocol]
+        metrics, runs = list(dict.fromkeys(part.metric)), list(dict.fromkeys(part.run))
+        width = 0.8 / max(len(runs), 1)
+        for j, run in enumerate(runs):
+            sub = part[part.run == run].set_index("metric").reindex(metrics)
+            x = np.arange(len(metrics)) + j * width
+            err = np.vstack([(sub.value - sub.ci_low).clip(lower=0), (sub.ci_high - sub.value).clip(lower=0)]).astype(float)
+            ax.bar(x, sub.value, width, yerr=np.nan_to_num(err), capsize=2, label=run)
+        ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=30, ha="right")
+        ax.set_title(f"{protocol} (bars: mean over images, whiskers: bootstrap 95% CI)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
