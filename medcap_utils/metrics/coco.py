@@ -185,6 +185,9 @@ def coco_evaluate(gts: dict, res: dict, metrics=None) -> CocoResult:
                 meteor_out["value"] = meteor_compute(meteor, gts_tok, res_tok, ids)
             except Exception as err:  # reported, never replaced by a number
                 meteor_out["error"] = f"METEOR failed: {err!r}"
+                global _METEOR
+                _close_meteor(meteor)  # its pipes may hold half an answer: never reuse it
+                _METEOR = None
 
         thread = threading.Thread(target=run_meteor, daemon=True)
         thread.start()
