@@ -136,12 +136,12 @@ def _image_size(image_processor) -> int:
 
 def blip_captioner(model, processor) -> Captioner:
     """BLIP (``load_blip``): batches go through ``models.blip.generate_captions``."""
-    from medcap_utils.models.blip import generate_captions, image_size_of
+    from medcap_utils.models.blip import generate_captions
 
     def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
         return generate_captions(model, processor, images, batch_size=len(images), **generate_kwargs)
 
-    return Captioner(caption, image_size_of(processor), model)
+    return Captioner(caption, _image_size(processor.image_processor), model)
 
 
 def encoder_decoder_captioner(model, image_processor, tokenizer) -> Captioner:

@@ -191,3 +191,16 @@ def blip2_generate(model, processor, images, **generate_kwargs) -> list[str]:
     # Decoder-only language models return the prompt too; keep what comes after it.
     out = out[:, batch["input_ids"].shape[1]:]
     return [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def make_blip2_collate(model, processor):
+    """Items of ``captioning_data.CaptionImageCacheDataset`` -> checked :func:`blip2_inputs` with labels.
+
+    ``model`` is only read for its config (query count, placeholder id, BLIP-2 or InstructBLIP).
+    """
+
+    def collate(items: list[dict]) -> dict:
+        images = [it["image"].numpy() for it in items]
+        return dict(blip2_inputs(model, processor, images, captions=[it["caption"] for it in items]))
+
+    return collate

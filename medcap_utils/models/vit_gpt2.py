@@ -104,3 +104,24 @@ def vit_gpt2_loss(model, batch) -> torch.Tensor:
     mask = torch.ones_like(labels)
     mask[:, 1:] = (labels[:, :-1] != -100).long()
     return model(pixel_values=batch["pixel_values"], labels=labels, decoder_attention_mask=mask).loss
+
+
+def make_vit_gpt2_collate(tokenizer, max_length: int = 200):
+    """Items of ``captioning_data.CaptionImageCacheDataset`` -> ``{"images" uint8, "labels"}``."""
+
+    def collate(items: list[dict]) -> dict:
+        return {"images": torch.stack([it["image"] for it in items]),
+                "labels": vit_gpt2_labels(tokenizer, [it["caption"] for it in items], max_length)}
+
+    return collate
+
+
+def make_vit_gpt2_loss(image_processor):
+    """``loss_fn(model, batch)`` for ``training.fit``: uint8 images are normalised on the device."""
+    from medcap_utils.data.cache import normalize_uint8
+
+    def loss_fn(model, batch) -> torch.Tensor:
+        pixels = normalize_uint8(batch["images"], image_processor.image_mean, image_processor.image_std)
+        return vit_gpt2_loss(model, {"pixel_values": pixels, "labels": batch["labels"]})
+
+    return loss_fn

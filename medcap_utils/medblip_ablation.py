@@ -1,0 +1,218 @@
+"""Seed 001 (MedBLIP): BLIP zero-shot vs fine-tuned (full, decoder-only, encoder-only) and the
+comparison models ViT-GPT2, BLIP-2 and InstructBLIP, with wall-clock training time per variant.
+
+The paper's claims checked here: full fine-tuning is best; decoder-only fine-tuning (vision encoder
+frozen) is close to it at about 5% less training time. Variants share one start model, one training
+configuration and one data order, so their times and scores compare. Every model's test captions are
+written as a run directory (``reports/runs/medblip_<name>/``) for notebook 08. Used by notebook 03.
+
+Demo profile: no pretrained weights exist offline, so "zero-shot" is the untrained start model and the
+comparison models are small random configurations trained on the demo data like the BLIP variants;
+every such row says so in its ``setting`` column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medcap_utils.paths import resolve
+
+#: Scores in the comparison table (COCO names, ImageCLEF ROUGE-1, modality mention rate).
+SCORES = ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr", "rouge1", "modality_rate")
+
+#: variant -> (freeze_vision, freeze_text); None = no training.
+VARIANTS = {
+    "zero_shot": None,
+    "full": (False, False),
+    "decoder_only": (True, False),  # seed 001: "decoder-only fine-tuning (encoder-frozen)"
+    "encoder_only": (False, True),  # text decoder (with its cross-attention) frozen
+}
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def run_blip_variant(variant: str, init_dir: str | Path, train, cfg, max_length: int = 200,
+                     label_smoothing: float | None = 0.1):
+    """Load the start model from ``init_dir``, fine-tune it as ``variant`` and return
+    ``(model, processor, info)``; ``info`` has ``train_time_s`` (the loop's wall clock), parameter
+    counts and the last epoch's training loss."""
+    from medcap_utils.models.blip import load_blip
+    from medcap_utils.models.blip_training import finetune_blip
+
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+    model, processor = load_blip(init_dir)
+    info = {"variant": variant, "train_time_s": 0.0, "train_loss": float("nan")}
+    if VARIANTS[variant] is not None:
+        freeze_vision, freeze_text = VARIANTS[variant]
+        result = finetune_blip(model, processor, train, cfg, valid=None, max_length=max_length,
+                               label_smoothing=label_smoothing, freeze_vision=freeze_vision,
+                               freeze_text=freeze_text, eval_images=0)
+        info.update(train_time_s=result.train_time_s, train_loss=float(result.history["train_loss"].iloc[-1]),
+                    epochs=int(len(result.history)), steps=result.global_step)
+    info["trainable_params"], info["total_params"] = count_parameters(model)
+    for p in model.parameters():  # leave the model fully trainable for whoever uses it next
+        p.requires_grad_(True)
+    return model.eval(), processor, info
+
+
+def _fit_and_time(model, train, cfg, loss_fn, collate) -> dict:
+    from medcap_utils.training import fit
+
+    result = fit(model, train, cfg, loss_fn, collate_fn=collate)
+    trainable, total = count_parameters(model)
+    return {"train_time_s": result.train_time_s, "train_loss": float(result.history["train_loss"].iloc[-1]),
+            "epochs": int(len(result.history)), "steps": result.global_step, "trainable_params": trainable,
+            "total_params": total}
+
+
+def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=None, cfg=None,
+                       build_kwargs: dict | None = None, max_length: int = 200):
+    """``(Captioner, info)`` for a comparison model, ``kind`` in ``vit_gpt2 | blip2 | instructblip``.
+
+    With ``train`` and ``cfg``: a small random model of the real architecture is built in
+    ``model_dir`` (its tokenizer trained on the training captions), trained, and used (demo).
+    Without: the hub checkpoint (or ``model_dir``) is used zero-shot, as in the paper.
+    """
+    from medcap_utils.decoding import blip2_captioner, encoder_decoder_captioner
+    from medcap_utils.models import blip2, vit_gpt2
+    from medcap_utils.models.causal_tokenizer import train_causal_tokenizer
+
+    if kind not in ("vit_gpt2", "blip2", "instructblip"):
+        raise KeyError(f"unknown comparison model {kind!r}")
+    instruct = kind == "instructblip"
+    info = {"variant": kind, "train_time_s": 0.0, "train_loss": float("nan")}
+    if train is not None:
+        model_dir = Path(resolve(model_dir))
+        tokenizer = train_causal_tokenizer(train.captions, vocab_size=1000)
+        kwargs = {"image_size": train.cache.size, **(build_kwargs or {})}
+        if kind == "vit_gpt2":
+            vit_gpt2.build_demo_vit_gpt2(model_dir, tokenizer, **kwargs)
+        else:
+            blip2.build_demo_blip2(model_dir, tokenizer, instruct=instruct, **kwargs)
+    source = model_dir or (vit_gpt2.VIT_GPT2_ID if kind == "vit_gpt2"
+                           else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
+    if kind == "vit_gpt2":
+        model, image_processor, tokenizer = vit_gpt2.load_vit_gpt2(source)
+        if train is not None:
+            info.update(_fit_and_time(model, train, cfg, vit_gpt2.make_vit_gpt2_loss(image_processor),
+                                      vit_gpt2.make_vit_gpt2_collate(tokenizer, max_length)))
+        captioner = encoder_decoder_captioner(model.eval(), image_processor, tokenizer)
+    else:
+        model, processor = blip2.load_blip2(source, instruct=instruct)
+        if train is not None:
+            info.update(_fit_and_time(model, train, cfg, blip2.blip2_loss, blip2.make_blip2_collate(model, processor)))
+        captioner = blip2_captioner(model.eval(), processor)
+    if "trainable_params" not in info:
+        info["trainable_params"], info["total_params"] = count_parameters(model)
+    return captioner, info
+
+
+def score_predictions(name: str, preds: dict, test, data_dir: str | Path, split: str = "test",
+                      run_prefix: str = "medblip", meta: dict | None = None) -> dict:
+    """Score ``{id: caption}`` on ``test`` (a ``CaptionImageCacheDataset``) and write the run directory.
+
+    Row: BLEU-1/4, ROUGE-L, CIDEr (pycocoevalcap; METEOR left out to save a Java start per model),
+    the ImageCLEF ROUGE-1, and the share of captions naming the image's modality.
+    """
+    from medcap_utils.evaluate import evaluate_captions
+    from medcap_utils.metrics.modality import modality_mention_rate
+    from medcap_utils.runfiles import write_run_dir
+
+    gt = dict(zip(test.ids, test.captions))
+    run_dir = write_run_dir(f"{run_prefix}_{name}", "captions", split, str(data_dir), preds, meta=meta or {})
+    # bootstrap > 0: evaluate_captions fails on corpus-BLEU CIs with bootstrap=0 (reported upstream)
+    result = evaluate_captions(gt, preds, protocol="coco", metrics=list(SCORES[:-1]), bootstrap=100,
+                               out_dir=run_dir)
+    return {"model": name, **{k: result["scores"].get(k) for k in SCORES[:-1]},
+            "modality_rate": modality_mention_rate([preds[i] for i in test.ids], test.modalities),
+            "run_dir": str(run_dir)}
+
+
+def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "test", batch_size: int = 32,
+                max_new_tokens: int = 40, num_beams: int = 1, no_repeat_ngram_size: int = 3,
+                run_prefix: str = "medblip", meta: dict | None = None) -> tuple[dict, dict]:
+    """Caption ``test`` with ``captioner`` (greedy, no_repeat_ngram_size 3 by default), then
+    :func:`score_predictions`. Returns ``(row, predictions)``; the row adds captions/s."""
+    from medcap_utils.decoding import caption_split
+
+    preds, speed = caption_split(captioner, test.images(), test.ids, batch_size=batch_size,
+                                 num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                 no_repeat_ngram_size=no_repeat_ngram_size, do_sample=False)
+    run_meta = {"model": name, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size,
+                "max_new_tokens": max_new_tokens, **speed, **(meta or {})}
+    row = score_predictions(name, preds, test, data_dir, split, run_prefix, run_meta)
+    row["captions_per_s"] = speed["captions_per_s"]
+    return row, preds
+
+
+def time_table(infos: list[dict]) -> pd.DataFrame:
+    """Training time per variant and relative to full fine-tuning (seed 001: decoder-only about 5% less)."""
+    frame = pd.DataFrame(infos)
+    full = frame.loc[frame["variant"] == "full", "train_time_s"]
+    if len(full) and full.iloc[0] > 0:
+        frame["time_vs_full"] = frame["train_time_s"] / full.iloc[0]
+    return frame
+
+
+#: Demo-profile settings of the ablation (notebook 03's defaults; notebook 04 rebuilds the same
+#: "full" model from them when notebook 03 has not run). Smaller than notebook 02's demo BLIP so
+#: that four variants and three comparison models train in about two minutes on two CPU cores.
+DEMO = {
+    "image_size": 96,  # the demo image cache size shared with notebook 02
+    "train_limit": 1200,  # training images (the whole demo training split)
+    "max_length": 64,  # caption tokens (demo captions are short)
+    "build": {"vocab_size": 1000, "patch_size": 16, "vision_hidden": 64, "vision_layers": 2, "text_hidden": 64,
+              "text_layers": 2, "heads": 4},
+    # From scratch a high learning rate is needed to learn anything in 150 steps.
+    "train": {"epochs": 2, "lr": 3e-3, "weight_decay": 0.05, "scheduler": "cosine", "warmup_steps": 10,
+              "batch_size": 16, "seed": 0, "log_every": 5},
+}
+
+
+def start_model(data_dir: str | Path, out_dir: str | Path, init_model: str | None = None,
+                image_size: int = DEMO["image_size"], build: dict | None = None) -> str:
+    """Where the variants start: ``init_model`` (hub id or directory) when given, otherwise a demo BLIP
+    built once in ``out_dir/init`` (WordPiece trained on the training captions)."""
+    from medcap_utils.data.rocov2 import split_frame
+    from medcap_utils.models.blip import build_demo_blip
+
+    if init_model:
+        return init_model
+    init = Path(resolve(out_dir)) / "init"
+    if not (init / "config.json").exists():
+        captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
+        build_demo_blip(init, captions, image_size=image_size, **(build or DEMO["build"]))
+    return str(init)
+
+
+def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, cfg=None, train=None,
+                          init_model: str | None = None, max_length: int = DEMO["max_length"],
+                          retrain: bool = False):
+    """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when saved,
+    trained otherwise). ``cfg``/``train`` default to :data:`DEMO`. Used by notebooks 03 and 04."""
+    import json
+
+    from medcap_utils.models.blip import load_blip
+    from medcap_utils.models.captioning_data import caption_dataset
+    from medcap_utils.training import TrainConfig
+
+    path = Path(resolve(out_dir)) / variant
+    if (path / "train_info.json").exists() and not retrain:
+        model, processor = load_blip(path)
+        return model.eval(), processor, json.loads((path / "train_info.json").read_text())
+    init = start_model(data_dir, out_dir, init_model)
+    if train is None:
+        train = caption_dataset(resolve(data_dir), "train", DEMO["image_size"], limit=DEMO["train_limit"])
+    cfg = cfg or TrainConfig.from_dict(DEMO["train"], progress=False)
+    model, processor, info = run_blip_variant(variant, init, train, cfg, max_length=max_length)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    info["train_images"] = len(train)
+    (path / "train_info.json").write_text(json.dumps(info, indent=2))
+    return model, processor, info
