@@ -82,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="caption a whole ROCOv2-layout split instead of IMAGE files")
     ap.add_argument("--split", default="test")
     ap.add_argument("--run-name", help="reports/runs/<name> for --data-dir runs (default: <model>_<split>)")
+    ap.add_argument("--runs-root", help="folder for run directories (default reports/runs)")
     ap.add_argument("images", nargs="*", help="image files")
     args = ap.parse_args(argv)
     kw = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
               no_repeat_ngram_size=args.no_repeat_ngram_size, batch_size=args.batch_size)
     if args.data_dir:
         name = args.run_name or f"{Path(args.model).name}_{args.split}"
-        print(caption_split(args.model, args.data_dir, args.split, name, **kw))
+        print(caption_split(args.model, args.data_dir, args.split, name, runs_root=args.runs_root, **kw))
         return 0
     if not args.images:
         ap.error("give IMAGE files or --data-dir")
