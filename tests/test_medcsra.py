@@ -153,3 +153,42 @@ def test_threshold_curve_and_argmax_selection():
     assert best_threshold(curve) == 0.35  # first maximum
     made_up = pd.DataFrame({"threshold": [0.1, 0.2, 0.3], "f1_per_image": [0.2, 0.6, 0.4], "f1_micro": [0.9, 0.1, 0.1]})
     assert best_threshold(made_up) == 0.2 and best_threshold(made_up, "f1_micro") == 0.1
+
+
+# ------------------------------------------------------------------------------ demo (item 5)
+@pytest.mark.slow
+def test_demo_detector_recovers_modality_and_region_far_above_frequency_baseline(demo_root, tmp_path):
+    """Trained on the small demo set, MedCSRA must find modality and body-region CUIs on test images
+    far better than predicting the k most frequent training CUIs for every image."""
+    from medcap_utils import concept_detection as cd
+    from medcap_utils.baselines import top_k_concepts
+    from medcap_utils.data.synth import MODALITY_CUI, REGION_CUIS
+    from medcap_utils.metrics.concepts import f1_primary, per_image_f1
+
+    recipe = cd.load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
+    run = cd.train_medcsra(demo_root, recipe, output_dir=tmp_path / "model", epochs=6)
+    assert run.history["val_f1"].iloc[-1] > run.history["val_f1"].iloc[0]  # it learns
+    assert (tmp_path / "model" / "best" / "medcsra.json").exists()
+
+    curve = cd.threshold_curve(cd.predict_probs(run.model, run.valid, run.recipe), run.valid.ids,
+                               run.classes.cuis, run.valid.ground_truth())
+    threshold = cd.best_threshold(curve)
+    test = cd.ConceptImages(demo_root, "test", run.classes.cuis, run.train.cache.size)
+    pred = cd.probs_to_concepts(cd.predict_probs(run.model, test, run.recipe), test.ids, run.classes.cuis, threshold)
+    gt = test.ground_truth()
+    train_cuis = run.train.frame["cuis"].tolist()
+    k = int(np.median([len(c) for c in train_cuis]))
+    baseline = {i: top_k_concepts(train_cuis, k) for i in gt}
+
+    def mean_f1(p, allowed):
+        return float(np.mean(list(per_image_f1(gt, p, allowed).values())))
+
+    modality = set(MODALITY_CUI.values())
+    modality_region = modality | {c for cuis in REGION_CUIS.values() for c in cuis}
+    det_mr, base_mr = mean_f1(pred, modality_region), mean_f1(baseline, modality_region)
+    det_mod, base_mod = mean_f1(pred, modality), mean_f1(baseline, modality)
+    print(f"modality+region F1 {det_mr:.3f} vs baseline {base_mr:.3f}; modality {det_mod:.3f} vs {base_mod:.3f}; "
+          f"primary {f1_primary(gt, pred):.3f} vs {f1_primary(gt, baseline):.3f}")
+    assert det_mr >= base_mr + 0.25 and det_mr >= 1.6 * base_mr
+    assert det_mod >= base_mod + 0.3
+    assert f1_primary(gt, pred) >= f1_primary(gt, baseline) + 0.15
