@@ -155,6 +155,40 @@ def test_threshold_curve_and_argmax_selection():
     assert best_threshold(made_up) == 0.2 and best_threshold(made_up, "f1_micro") == 0.1
 
 
+
+def test_pixel_recipe_train_augments_eval_resizes():
+    from medcap_utils.concept_detection import IMAGENET_MEAN, PixelRecipe
+
+    pixels = torch.full((2, 48, 48, 3), 255, dtype=torch.uint8)
+    pixels[1] = 0
+    authors = PixelRecipe(image_size=32, normalize=False, augment=AugmentConfig(out_size=32))
+    x_train = authors(pixels, train=True, generator=torch.Generator().manual_seed(0))
+    assert x_train.shape == (2, 3, 32, 32) and x_train.min() >= 0 and x_train.max() <= 1
+    x_eval = authors(pixels, train=False)
+    torch.testing.assert_close(x_eval[0], torch.ones(3, 32, 32))  # plain [0, 1] pixels, no jitter
+    paper = PixelRecipe(image_size=32, normalize=True)
+    x = paper(pixels, train=True)  # no augmentation configured: training input = evaluation input
+    torch.testing.assert_close(x[1, 0], torch.full((32, 32), -IMAGENET_MEAN[0] / 0.229))
+
+
+def test_training_with_csra_head_and_augmentations_keeps_best_copy(demo_root, tmp_path):
+    """A few steps with the CSRA head and the authors' augmentations: the history carries the sweep's
+    metrics and the returned model gives the same outputs as the best copy saved by the trainer."""
+    from medcap_utils import concept_detection as cd
+
+    recipe = cd.load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
+    recipe["model"].update(head="csra", temperature=2.0, width=8)
+    recipe["data"].update(cache_size=64, image_size=64, normalize=False,
+                          augment={"crop_scale": [0.8, 1.0], "max_rotation_deg": 15.0})
+    run = cd.train_medcsra(demo_root, recipe, output_dir=tmp_path / "m", epochs=2, max_steps=6)
+    assert {"train_loss", "val_loss", "val_f1", "val_f1_micro", "val_threshold"} <= set(run.history.columns)
+    assert run.history["val_threshold"].between(0.05, 0.55).all()
+    saved = MedCSRA.from_pretrained(tmp_path / "m" / "best").eval()
+    assert saved.head_type == "csra" and saved.classes == run.classes.cuis
+    x = run.recipe(run.valid[0]["pixels"][None], train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(run.model.eval()(x).logits, saved(x).logits)
+
 # ------------------------------------------------------------------------------ demo (item 5)
 @pytest.mark.slow
 def test_demo_detector_recovers_modality_and_region_far_above_frequency_baseline(demo_root, tmp_path):
