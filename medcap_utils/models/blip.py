@@ -129,8 +129,9 @@ def build_demo_blip(out_dir: str | Path, captions: Iterable[str] | None = None, 
 
 
 def image_size_of(processor) -> int:
-    size = processor.image_processor.size
-    return int(size["height"] if isinstance(size, dict) else size)
+    size = processor.image_processor.size  # a dict or transformers' SizeDict
+    height = getattr(size, "height", None) or (size["height"] if hasattr(size, "__getitem__") else size)
+    return int(height)
 
 
 def caption_targets(tokenizer, captions: Sequence[str], bos_token_id: int, max_length: int = 200,

@@ -1,0 +1,60 @@
+"""`python -m medcap_utils.caption`: one caption per image file, the same as the Python function, and a
+dataset-split run written as a valid ImageCLEF run directory."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medcap_utils.caption import caption_images, caption_split
+from medcap_utils.models.blip import build_demo_blip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    caps = ["Axial CT of the chest.", "Knee radiograph showing a fracture.", "Brain MRI without abnormality."] * 4
+    return build_demo_blip(tmp_path_factory.mktemp("cli") / "blip", caps, vocab_size=120, image_size=32,
+                           vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2)
+
+
+def test_cli_prints_one_caption_per_image_like_the_function(model_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, mode in enumerate(["RGB", "L", "RGBA"]):  # grey and alpha images are converted to RGB
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)).convert(mode).save(path)
+        paths.append(path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "medcap_utils.caption", "--model", str(model_dir),
+                           "--max-new-tokens", "6", *map(str, paths)], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.rstrip("\n").split("\n")
+    assert lines == caption_images(str(model_dir), paths, max_new_tokens=6)
+    assert len(lines) == 3
+
+
+def test_cli_without_images_is_an_error(model_dir):
+    proc = subprocess.run([sys.executable, "-m", "medcap_utils.caption", "--model", str(model_dir)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode != 0 and "IMAGE" in proc.stderr
+
+
+def test_split_run_is_a_valid_imageclef_run(model_dir, demo_root, tmp_path):
+    from medcap_utils.data.rocov2 import split_frame
+    from medcap_utils.runfiles import read_run_dir, read_run_file
+
+    run_dir = caption_split(str(model_dir), demo_root, "test", "cli_test", max_new_tokens=5, runs_root=tmp_path)
+    info, run_file = read_run_dir(run_dir)
+    ids = split_frame(demo_root, "test")["id"].tolist()
+    preds = read_run_file(run_file, "captions", valid_ids=ids, require_all=True)
+    assert sorted(preds) == sorted(ids)
+    assert info["split"] == "test" and info["meta"]["num_beams"] == 1 and info["meta"]["captions_per_s"] > 0
