@@ -127,10 +127,13 @@ def mass_in_box(maps: torch.Tensor, box: tuple[float, float, float, float]) -> t
     """Share of each map's mass inside ``box`` = (x0, y0, x1, y1) in 0..1 image coordinates.
 
     Uniform attention gives the box's area, so a value above the area means the token looks at the
-    finding more than chance (the demo data's truth file has each finding's box).
+    finding more than chance (the demo data's truth file has each finding's box). An image without a
+    box (any coordinate NaN) gives NaN.
     """
     h, w = maps.shape[-2:]
-    x0, y0, x1, y1 = box
+    if any(math.isnan(float(v)) for v in box):
+        return torch.full(maps.shape[:-2], float("nan"))
+    x0, y0, x1, y1 = (float(v) for v in box)
     r0, r1 = int(math.floor(y0 * h)), max(int(math.ceil(y1 * h)), int(math.floor(y0 * h)) + 1)
     c0, c1 = int(math.floor(x0 * w)), max(int(math.ceil(x1 * w)), int(math.floor(x0 * w)) + 1)
     total = maps.sum(dim=(-2, -1)).clamp_min(1e-12)

@@ -94,6 +94,7 @@ def test_mass_in_box():
     peaked[0, 3, 0] = 1.0  # bottom-left cell
     assert mass_in_box(peaked, (0.0, 0.75, 0.25, 1.0)).item() == pytest.approx(1.0)
     assert mass_in_box(peaked, (0.5, 0.0, 1.0, 0.5)).item() == pytest.approx(0.0)
+    assert torch.isnan(mass_in_box(peaked, (float("nan"), 0.0, 1.0, 0.5))).all()  # image without a finding
 
 
 def test_gallery_has_one_row_per_caption(result):
