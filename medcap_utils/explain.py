@@ -9,15 +9,18 @@ Used by notebook ``07_explainable_lstm_captioner``:
 * :func:`attention_hit_rate` -- how often the attention peak lies inside the finding's bounding box
   that the demo generator recorded (``{split}_demo_truth.csv``), against chance. The paper only shows
   pictures; this turns "the model looks at the right place" into a number that a test can check.
+
+Figures are written to ``reports/figures/<name>.png`` when a ``name`` is given.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from medcap_utils.report import save_figure
 
 
 def upsample(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -33,7 +36,7 @@ def upsample(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def attention_gallery(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, title: str = "",
-                      highlight: set[str] | None = None, max_words: int = 11, path=None):
+                      highlight: set[str] | None = None, max_words: int = 11, name: str | None = None):
     """One row: the image, then the attention map of each generated word over it. Words that also
     occur in the reference (``highlight``) are titled in red, as the paper does."""
     import matplotlib.pyplot as plt
@@ -54,14 +57,13 @@ def attention_gallery(image: np.ndarray, words: Sequence[str], alphas: np.ndarra
         ax.axis("off")
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    if name is not None:
+        save_figure(fig, name)
     return fig
 
 
 def word_importance_figure(captions: Sequence[Sequence[str]], weights: Sequence[Sequence[float]],
-                           path=None, title: str = "word importance (self-attention of the GRU encoder)"):
+                           name: str | None = None, title: str = "word importance (self-attention of the GRU encoder)"):
     """Each caption as a row of words shaded by their self-attention weight (darker = more important,
     as in the paper's Fig. 3), with the weight printed under the word."""
     import matplotlib.pyplot as plt
@@ -82,14 +84,13 @@ def word_importance_figure(captions: Sequence[Sequence[str]], weights: Sequence[
     ax.axis("off")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    if name is not None:
+        save_figure(fig, name)
     return fig
 
 
 def feature_map_figure(image: np.ndarray, hidden_states: Sequence[torch.Tensor], names: Sequence[str] | None = None,
-                       channels: int = 6, path=None):
+                       channels: int = 6, name: str | None = None):
     """Rows = depths of the CNN (stem, stage 1, ...), columns = the ``channels`` most active channels
     of that depth for this image (mean activation), as the paper's Fig. 2 shows layers 0/20/40."""
     import matplotlib.pyplot as plt
@@ -108,45 +109,48 @@ def feature_map_figure(image: np.ndarray, hidden_states: Sequence[torch.Tensor],
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    if name is not None:
+        save_figure(fig, name)
     return fig
 
 
-def peak_cell_centre(att: np.ndarray) -> tuple[float, float]:
-    """(x, y) in 0..1 image coordinates of the centre of the most attended grid cell of an (h, w) map."""
-    h, w = att.shape
-    i, j = np.unravel_index(int(np.argmax(att)), att.shape)
-    return (j + 0.5) / w, (i + 0.5) / h
+def cell_box_overlap(grid: tuple[int, int], box: Sequence[float]) -> np.ndarray:
+    """(h, w) share of each attention cell's area that lies inside ``box`` = (x0, y0, x1, y1) in 0..1."""
+    h, w = grid
+    x0, y0, x1, y1 = box
+    xs, ys = np.arange(w + 1) / w, np.arange(h + 1) / h
+    ox = np.clip(np.minimum(xs[1:], x1) - np.maximum(xs[:-1], x0), 0, None) * w
+    oy = np.clip(np.minimum(ys[1:], y1) - np.maximum(ys[:-1], y0), 0, None) * h
+    return oy[:, None] * ox[None, :]
 
 
 def attention_hit_rate(alphas: Sequence[np.ndarray], boxes: Sequence[Sequence[float]],
                        steps: Sequence[Sequence[int] | None] | None = None) -> dict:
-    """Share of images whose attention peak falls inside the finding box, and the chance rates.
+    """Does the decoder look at the finding? Two measures, each with its chance level (notebook 07).
 
-    ``alphas``: per image (T, h, w) maps; ``boxes``: per image (x0, y0, x1, y1) in 0..1;
-    ``steps``: per image the decoding steps to pool (e.g. where the finding word was generated);
-    None or empty = every step. The maps of the chosen steps are averaged before taking the peak.
+    ``alphas``: per image (T, h, w) attention maps; ``boxes``: per image the finding box
+    (x0, y0, x1, y1) in 0..1 image coordinates (``{split}_demo_truth.csv``); ``steps``: per image
+    the decoding steps to use (e.g. where the finding word was generated); None or empty = all
+    steps. The chosen maps are averaged first.
 
-    Returns ``hit_rate``, ``chance_area`` (mean box area share: a peak dropped uniformly on the image)
-    and ``chance_grid`` (mean share of grid-cell centres inside the box: a uniformly random cell),
-    and ``n``.
+    * ``hit_rate``: share of images whose most attended cell overlaps the box; ``chance_peak``: the
+      same for a cell drawn uniformly at random (share of cells overlapping the box).
+    * ``attention_mass``: mean attention inside the box (cells weighted by their overlap);
+      ``chance_area``: the box's area share, which is exactly what uniform attention puts there.
     """
-    hits, areas, grid_shares = [], [], []
+    hits, peak_chance, masses, areas = [], [], [], []
     for i, (att, box) in enumerate(zip(alphas, boxes)):
         att = np.asarray(att, dtype=float)
         chosen = steps[i] if steps is not None and steps[i] else range(att.shape[0])
         pooled = att[list(chosen)].mean(0)
+        pooled = pooled / max(pooled.sum(), 1e-12)
+        overlap = cell_box_overlap(pooled.shape, box)
+        hits.append(overlap.flat[int(np.argmax(pooled))] > 0)
+        peak_chance.append(float((overlap > 0).mean()))
+        masses.append(float((pooled * overlap).sum()))
         x0, y0, x1, y1 = box
-        x, y = peak_cell_centre(pooled)
-        hits.append(x0 <= x <= x1 and y0 <= y <= y1)
         areas.append(max(0.0, x1 - x0) * max(0.0, y1 - y0))
-        h, w = pooled.shape
-        xs, ys = (np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h
-        inside = ((xs >= x0) & (xs <= x1))[None, :] & ((ys >= y0) & (ys <= y1))[:, None]
-        grid_shares.append(inside.mean())
     n = len(hits)
-    return {"hit_rate": float(np.mean(hits)) if n else float("nan"),
-            "chance_area": float(np.mean(areas)) if n else float("nan"),
-            "chance_grid": float(np.mean(grid_shares)) if n else float("nan"), "n": n}
+    mean = (lambda v: float(np.mean(v))) if n else (lambda v: float("nan"))
+    return {"hit_rate": mean(hits), "chance_peak": mean(peak_chance), "attention_mass": mean(masses),
+            "chance_area": mean(areas), "n": n}

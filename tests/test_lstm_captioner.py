@@ -156,4 +156,69 @@ def test_attention_hit_rate_counts_peaks_in_boxes():
     att[1, 3, 0] = 1.0  # bottom-left cell
     out = attention_hit_rate([att, att], [(0.5, 0.0, 1.0, 0.5), (0.5, 0.0, 1.0, 0.5)], steps=[[0], [1]])
     assert out["hit_rate"] == 0.5 and out["n"] == 2
-    assert out["chance_area"] == pytest.approx(0.25) and out["chance_grid"] == pytest.approx(0.25)
+    assert out["chance_area"] == pytest.approx(0.25) and out["chance_peak"] == pytest.approx(0.25)
+    assert out["attention_mass"] == pytest.approx(0.5)
+    # A box covering half a cell: the peak in that cell counts, uniform attention puts the area there.
+    uniform = attention_hit_rate([np.ones((1, 4, 4))], [(0.0, 0.0, 0.125, 0.25)])
+    assert uniform["attention_mass"] == pytest.approx(uniform["chance_area"]) == pytest.approx(0.03125)
+    assert uniform["chance_peak"] == pytest.approx(1 / 16)
+
+
+# ---- demo: trained on the synthetic data -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_run(demo_root, tmp_path_factory):
+    """The demo recipe trained on the 240-image demo fixture (one torch thread, ~1 min on 2 cores)."""
+    from medcap_utils.models import lstm_captioner_pipeline as xai
+    from medcap_utils.paths import repo_root
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    recipe = xai.load_recipe(repo_root() / "configs/recipes/xai-lstm-2021.yaml", "demo")
+    recipe["train"].update(epochs=25, batch_size=32)  # 240 images: more, smaller steps than on 1,200
+    out = xai.train_captioner(demo_root, recipe, tmp_path_factory.mktemp("xai"))
+    test = xai.split_frame(demo_root, "test")
+    cache = xai.get_image_cache(demo_root, "test", recipe["model"]["image_size"])
+    images = cache.images[[cache.index[i] for i in test["id"]]]
+    yield xai, recipe, out, test, images
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, demo_root):
+    from medcap_utils.baselines import most_frequent_caption
+
+    xai, recipe, out, test, images = demo_run
+    gt = dict(zip(test["id"], test["caption"]))
+    ids = list(test["id"])
+    trained = xai.generate(out["model"], out["vocab"], images, ids, max_len=28).captions
+    torch.manual_seed(0)
+    fresh = xai.build_model(out["vocab"], out["labels"], xai._encoder_path(recipe["model"], demo_root.parent / "xai-fresh"),
+                            False, {k: recipe["model"][k] for k in xai._MODEL_KEYS if k in recipe["model"]})
+    untrained = xai.generate(fresh, out["vocab"], images, ids, max_len=28).captions
+    frequent = {i: most_frequent_caption(xai.split_frame(demo_root, "train")["caption"]) for i in ids}
+    bleu4 = {name: xai.coco_metrics(gt, pred, metrics=("Bleu_4",))["Bleu_4"]
+             for name, pred in [("trained", trained), ("untrained", untrained), ("frequent", frequent)]}
+    paper = {name: xai.imageclef_bleu(gt, pred)["bleu"]
+             for name, pred in [("trained", trained), ("untrained", untrained), ("frequent", frequent)]}
+    assert bleu4["trained"] > 0.05
+    assert bleu4["trained"] > 2 * max(bleu4["untrained"], bleu4["frequent"]), bleu4
+    assert paper["trained"] > max(paper["untrained"], paper["frequent"]), paper
+    # The validation BLEU history exists and the chosen epoch is its best.
+    hist = out["history"]
+    assert out["best"]["val_bleu"] == pytest.approx(hist["val_bleu"].max())
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="measured at chance level on the 240-image fixture (attention mass "
+                   "~0.04 vs area share ~0.04); on the 1,200-image demo it is only modestly above chance "
+                   "(see notebook 07 / the closing note)")
+def test_demo_attention_lands_on_finding_more_often_than_chance(demo_run, demo_root):
+    xai, recipe, out, test, images = demo_run
+    gt = dict(zip(test["id"], test["caption"]))
+    maps, boxes, kept = xai.finding_word_attention(out["model"], out["vocab"], out["text"], images,
+                                                   list(test["id"]), gt, xai.finding_boxes(demo_root, "test"))
+    res = attention_hit_rate(maps, boxes)
+    assert res["n"] >= 15
+    assert res["attention_mass"] > 1.2 * res["chance_area"], res
+    assert res["hit_rate"] > res["chance_peak"], res

@@ -38,6 +38,7 @@ from transformers import ResNetConfig, ResNetModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_GRID = 32  # largest attention grid side with position embeddings (ResNet-50 at 1024 px)
 
 
 def load_visual_encoder(name_or_path: str = "microsoft/resnet-50") -> ResNetModel:
@@ -67,6 +68,12 @@ class LSTMCaptionerConfig:
     decoder_dim: int = 512
     dropout: float = 0.5
     freeze_encoder: bool = True  # paper: ImageNet ResNet-50 used by transfer learning
+    # LSTM start state: "mean" = from the mean region feature (Show-Attend-Tell); "none" = learned
+    # constant, so every bit of image information has to pass through the visual attention.
+    init_state: str = "mean"
+    # Learned row + column embeddings added to the region features (not in the paper): the attended
+    # context then says *where* it looked, which words like "left"/"right" need.
+    position_embedding: bool = False
     encoder_config: dict = field(default_factory=dict)  # ResNetConfig.to_dict() of the visual encoder
 
 
@@ -138,6 +145,8 @@ class LSTMCaptioner(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_id)
         self.semantic = SemanticEncoder(E, S, A, config.num_labels)
         self.attention = AdditiveAttention(C, D, A)
+        self.row_emb = nn.Embedding(MAX_GRID, C) if config.position_embedding else None
+        self.col_emb = nn.Embedding(MAX_GRID, C) if config.position_embedding else None
         self.init_h = nn.Linear(C, D)
         self.init_c = nn.Linear(C, D)
         self.gate = nn.Linear(D, C)  # Show-Attend-Tell's gating scalar beta, one per channel
@@ -153,14 +162,19 @@ class LSTMCaptioner(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
             fmap = self.encoder(pixel_values).last_hidden_state
         B, C, h, w = fmap.shape
-        return fmap.flatten(2).transpose(1, 2), (h, w)
+        feats = fmap.flatten(2).transpose(1, 2)
+        if self.row_emb is not None:
+            rows = torch.arange(h, device=fmap.device).repeat_interleave(w)
+            cols = torch.arange(w, device=fmap.device).repeat(h)
+            feats = feats + self.row_emb(rows) + self.col_emb(cols)
+        return feats, (h, w)
 
     def feature_maps(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Activations at every depth (stem, then each stage) for the feature-map figure."""
         return self.encoder(pixel_values, output_hidden_states=True).hidden_states
 
     def _init_state(self, feats: torch.Tensor):
-        mean = feats.mean(1)
+        mean = feats.mean(1) if self.config.init_state == "mean" else feats.new_zeros(feats.shape[0], feats.shape[2])
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
 
     def _step(self, feats, feats_proj, word_emb, semantic, h, c):
