@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from medcap_utils.metrics.bootstrap import bootstrap_ci, paired_bootstrap, permutation_test
 
@@ -44,3 +45,13 @@ def test_paired_tests_detect_a_shift_and_not_noise():
     noise = a + rng.normal(0, 0.01, 300) - 0.0  # no shift: the null is true
     assert permutation_test(noise, a, n_perm=2000)["p_value"] > 0.05
     assert permutation_test(a, a, n_perm=500)["p_value"] == 1.0
+
+
+def test_no_resamples_means_no_interval_but_scores():
+    from medcap_utils.evaluate import evaluate_captions
+
+    result = evaluate_captions({"a": "ct of the chest", "b": "mri of the brain"},
+                               {"a": "ct of the chest", "b": "mri of the knee"}, protocol="coco", bootstrap=0)
+    assert result["scores"]["Bleu_1"] > 0.5
+    ci = result["ci"]["Bleu_1"]
+    assert ci["mean"] == pytest.approx(result["scores"]["Bleu_1"]) and np.isnan(ci["low"]) and np.isnan(ci["high"])

@@ -26,8 +26,9 @@ def bootstrap_ci(values, n_boot: int = N_BOOT, seed: int = 0, alpha: float = 0.0
     """Percentile CI of the mean of per-image ``values``: ``{"mean", "low", "high", "n", "n_boot"}``."""
     values = np.asarray(values, dtype=float)
     n = len(values)
-    if n == 0:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "n_boot": n_boot}
+    if n == 0 or n_boot == 0:  # no images, or no interval asked for (bootstrap=0)
+        mean = float(values.mean()) if n else float("nan")
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": n, "n_boot": n_boot}
     counts = resample_counts(n, n_boot, seed) if counts is None else counts
     stats = counts @ values / n
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
@@ -37,6 +38,8 @@ def bootstrap_ci(values, n_boot: int = N_BOOT, seed: int = 0, alpha: float = 0.0
 def bootstrap_ci_stat(statistic, n: int, full_value: float, n_boot: int = N_BOOT, seed: int = 0,
                       alpha: float = 0.05, counts=None) -> dict:
     """Percentile CI of any corpus statistic: ``statistic(counts (B, n)) -> (B,)`` values."""
+    if n == 0 or n_boot == 0:
+        return {"mean": float(full_value), "low": float("nan"), "high": float("nan"), "n": n, "n_boot": n_boot}
     counts = resample_counts(n, n_boot, seed) if counts is None else counts
     stats = np.asarray(statistic(counts), dtype=float)
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
