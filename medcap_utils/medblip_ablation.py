@@ -160,57 +160,66 @@ def time_table(infos: list[dict]) -> pd.DataFrame:
     return frame
 
 
-#: Demo-profile settings of the ablation (notebook 03's defaults; notebook 04 rebuilds the same
-#: "full" model from them when notebook 03 has not run). Smaller than notebook 02's demo BLIP so
-#: that four variants and three comparison models train in about two minutes on two CPU cores.
-DEMO = {
-    "image_size": 96,  # the demo image cache size shared with notebook 02
-    "train_limit": 1200,  # training images (the whole demo training split)
-    "max_length": 64,  # caption tokens (demo captions are short)
-    "build": {"vocab_size": 1000, "patch_size": 16, "vision_hidden": 64, "vision_layers": 2, "text_hidden": 64,
-              "text_layers": 2, "heads": 4},
-    # From scratch a high learning rate is needed to learn anything in 150 steps.
-    "train": {"epochs": 2, "lr": 3e-3, "weight_decay": 0.05, "scheduler": "cosine", "warmup_steps": 10,
-              "batch_size": 16, "seed": 0, "log_every": 5},
-}
+RECIPE = "configs/recipes/medblip-2025.yaml"
+
+#: Notebook 03's demo defaults over the recipe's ``demo`` section: four BLIP variants and three
+#: comparison models must train in about two minutes on two CPU cores, so the models are narrower
+#: and train for 150 steps (from scratch, hence the high learning rate). Notebook 04 rebuilds the
+#: same "full" model from them when notebook 03 has not run.
+DEMO_OVERRIDES = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_steps": 10, "width": 64, "train_limit": 0}
 
 
-def start_model(data_dir: str | Path, out_dir: str | Path, init_model: str | None = None,
-                image_size: int = DEMO["image_size"], build: dict | None = None) -> str:
-    """Where the variants start: ``init_model`` (hub id or directory) when given, otherwise a demo BLIP
-    built once in ``out_dir/init`` (WordPiece trained on the training captions)."""
+def ablation_recipe(profile: str = "demo", recipe_path: str | Path = RECIPE, width: int | None = None,
+                    **train_overrides) -> dict:
+    """The MedBLIP recipe for ``profile`` (``blip`` section, plus its ``demo`` section in the demo),
+    with notebook 03's overrides: ``width`` = hidden size of the demo BLIP (demo only) and TrainConfig
+    fields (zeros / None mean "the recipe's value")."""
+    from medcap_utils.models.blip_training import load_blip_recipe
+
+    recipe = load_blip_recipe(recipe_path, "blip", profile, **{k: v for k, v in train_overrides.items() if v})
+    if profile == "demo" and width:
+        recipe["build"] = {**recipe["build"], "vision_hidden": width, "text_hidden": width}
+    recipe["train"] = recipe["train"].replace(progress=False, output_dir=None)
+    return recipe
+
+
+def start_model(data_dir: str | Path, out_dir: str | Path, recipe: dict) -> str:
+    """Where the variants start: the recipe's ``model`` (hub id or directory) when set, otherwise a demo
+    BLIP built once in ``out_dir/init`` (WordPiece trained on the training captions)."""
     from medcap_utils.data.rocov2 import split_frame
     from medcap_utils.models.blip import build_demo_blip
 
-    if init_model:
-        return init_model
+    if recipe["model"]:
+        return recipe["model"]
     init = Path(resolve(out_dir)) / "init"
     if not (init / "config.json").exists():
         captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
-        build_demo_blip(init, captions, image_size=image_size, **(build or DEMO["build"]))
+        build_demo_blip(init, captions, image_size=recipe["image_size"], **recipe["build"])
     return str(init)
 
 
-def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, cfg=None, train=None,
-                          init_model: str | None = None, max_length: int = DEMO["max_length"],
-                          retrain: bool = False):
+def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
+                          train=None, retrain: bool = False):
     """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when saved,
-    trained otherwise). ``cfg``/``train`` default to :data:`DEMO`. Used by notebooks 03 and 04."""
+    trained otherwise). ``recipe`` defaults to the demo recipe with :data:`DEMO_OVERRIDES`; ``train``
+    to the whole training split. Used by notebooks 03 and 04."""
     import json
 
     from medcap_utils.models.blip import load_blip
     from medcap_utils.models.captioning_data import caption_dataset
-    from medcap_utils.training import TrainConfig
 
     path = Path(resolve(out_dir)) / variant
     if (path / "train_info.json").exists() and not retrain:
         model, processor = load_blip(path)
         return model.eval(), processor, json.loads((path / "train_info.json").read_text())
-    init = start_model(data_dir, out_dir, init_model)
+    if recipe is None:
+        recipe = ablation_recipe("demo", width=DEMO_OVERRIDES["width"],
+                                 **{k: DEMO_OVERRIDES[k] for k in ("epochs", "lr", "batch_size", "warmup_steps")})
     if train is None:
-        train = caption_dataset(resolve(data_dir), "train", DEMO["image_size"], limit=DEMO["train_limit"])
-    cfg = cfg or TrainConfig.from_dict(DEMO["train"], progress=False)
-    model, processor, info = run_blip_variant(variant, init, train, cfg, max_length=max_length)
+        train = caption_dataset(resolve(data_dir), "train", recipe["image_size"])
+    init = start_model(data_dir, out_dir, recipe)
+    model, processor, info = run_blip_variant(variant, init, train, recipe["train"], recipe["max_length"],
+                                              recipe["label_smoothing"])
     model.save_pretrained(path)
     processor.save_pretrained(path)
     info["train_images"] = len(train)
