@@ -106,7 +106,6 @@ def test_peak_memory_sees_a_large_cpu_allocation():
     assert memory.delta_mb > 150
 
 
-@pytest.mark.slow
 def test_grid_writes_one_run_dir_per_configuration(tiny, demo_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDCAP_ROOT", str(tmp_path))  # reports/runs/ goes to a temporary repository root
     (tmp_path / "pyproject.toml").write_text("")
