@@ -141,7 +141,13 @@ def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "
     :func:`score_predictions`. Returns ``(row, predictions)``; the row adds captions/s."""
     from medcap_utils.decoding import caption_split
 
-    preds, speed = caption_split(captioner, test.images(), test.ids, batch_size=batch_size,
+    images = test.images()
+    if captioner.image_size != test.cache.size:  # e.g. ViT-GPT2 at 224 beside BLIP at 384: its own cache
+        from medcap_utils.data.cache import get_image_cache
+
+        cache = get_image_cache(resolve(data_dir), split, captioner.image_size)
+        images = cache.images[[cache.index[i] for i in test.ids]]
+    preds, speed = caption_split(captioner, images, test.ids, batch_size=batch_size,
                                  num_beams=num_beams, max_new_tokens=max_new_tokens,
                                  no_repeat_ngram_size=no_repeat_ngram_size, do_sample=False)
     run_meta = {"model": name, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size,
