@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="rocov2", choices=["demo", "rocov2"])
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--variant", help="recipe variant, e.g. authors_code or MedBLIP's full / decoder_only / encoder_only")
     ap.add_argument("--model", help="override the recipe's start checkpoint (hub id or directory)")
     for name, typ in [("epochs", int), ("batch-size", int), ("grad-accum", int), ("lr", float),
                       ("mixed-precision", str), ("checkpoint-every-steps", int), ("num-workers", int)]:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     overrides = {k: getattr(args, k.replace("-", "_")) for k in
                  ["epochs", "batch_size", "grad_accum", "lr", "mixed_precision", "checkpoint_every_steps", "num_workers"]}
-    recipe = load_blip_recipe(args.recipe, args.model_key, args.profile, **overrides)
+    recipe = load_blip_recipe(args.recipe, args.model_key, args.profile, args.variant, **overrides)
     if args.model:
         recipe["model"] = args.model
     start = time.perf_counter()
