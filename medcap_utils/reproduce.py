@@ -39,12 +39,26 @@ def load_profile(profile: str, configs: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def declared_parameters(notebook: Path) -> list[str]:
+    """Names assigned at top level of the cell tagged ``parameters``. Parsed with ``ast`` because
+    papermill's line parser gives up on comments containing ``=`` or quotes and drops those names."""
+    import ast
+
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            names = []
+            for node in ast.parse("".join(cell["source"])).body:
+                targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+                names += [t.id for t in targets if isinstance(t, ast.Name)]
+            return names
+    return []
+
+
 def notebook_parameters(config: dict, notebook: Path, overrides: dict) -> dict:
     """Defaults, then the notebook's own section, then command-line overrides — restricted to the
     parameters the notebook declares so a typo in a YAML file fails loudly instead of being ignored."""
-    import papermill
-
-    declared = set(papermill.inspect_notebook(str(notebook)))
+    declared = set(declared_parameters(notebook))
     wanted = {**config.get("defaults", {}), **config.get(notebook.stem, {}), **overrides}
     unknown = set(config.get(notebook.stem, {})) - declared
     if unknown:

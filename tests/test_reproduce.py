@@ -60,3 +60,27 @@ def test_only_selects_notebooks(fake_repo):
     assert (fake_repo / "third.txt").read_text() == "ran"
     assert [p.name for p in reproduce.numbered_notebooks(fake_repo / "notebooks")] == [
         "00_first.ipynb", "01_second.ipynb", "02_third.ipynb"]
+
+
+def test_parameters_with_equals_in_comments_are_declared(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    _notebook(path, 'epochs: int = 0  # 0 = the recipe\'s value\nlimit = 3  # (0 = all)\n', "pass")
+    assert reproduce.declared_parameters(path) == ["epochs", "limit"]
+
+
+def test_every_profile_section_names_declared_parameters():
+    """configs/demo.yaml and rocov2.yaml only set parameters their notebooks declare."""
+    from medcap_utils.paths import repo_root
+
+    root = repo_root()
+    notebooks = {p.stem: p for p in reproduce.numbered_notebooks(root / "notebooks")}
+    for profile in ("demo", "rocov2"):
+        config = reproduce.load_profile(profile, root / "configs")
+        for section, values in config.items():
+            if section == "defaults":
+                continue
+            assert section in notebooks, f"{profile}.yaml: no notebook {section}"
+            undeclared = set(values or {}) - set(reproduce.declared_parameters(notebooks[section]))
+            assert not undeclared, f"{profile}.yaml {section}: {sorted(undeclared)}"
+        for notebook in notebooks.values():
+            assert {"profile", "data_dir"} <= set(reproduce.declared_parameters(notebook)), notebook.name
