@@ -1,0 +1,276 @@
+"""Fast greedy and beam-search captioning for BLIP that returns exactly what ``model.generate`` returns.
+
+Hugging Face ``generate`` re-runs work that a captioner does not need: it expands the image embeddings
+to every beam and recomputes their cross-attention keys/values per beam, grows the self-attention cache
+by concatenation, applies ``no_repeat_ngram_size`` per step over the whole batch and reorders both caches
+on every beam step. Here the vision encoder runs once, each image's cross-attention keys/values are
+computed once and shared by its beams (beams are the query rows of one matrix product), the
+self-attention keys/values live in a preallocated buffer, and the beam bookkeeping works on
+``(batch, beams)`` tensors. The selection rules (top-2K candidates, length penalty ``len ** lp``,
+the early-stopping heuristic and its ``"never"`` variant, which finished hypotheses are kept, the
+output length and fill token) follow ``GenerationMixin._beam_search`` of transformers 5.x, so the
+tokens are identical in float32 (``tests/test_fast_decode.py`` checks greedy and beam 3/4/5/10).
+
+Used by ``medcap_utils.models.blip.generate_captions(engine="fast")`` and so by notebooks 02-04 and
+``medcap_utils.decoding``; timed against ``generate`` by ``python -m medcap_utils.bench decode``.
+
+``compile=True`` switches the per-step function to fixed shapes (the whole key buffer with a mask, the
+position as a tensor) and wraps it in ``torch.compile`` so a GPU session can run it under CUDA graphs
+(``compile_mode="reduce-overhead"``); on CPU it is only used when asked for.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: Generation options whose non-neutral values change the search; this decoder implements none of them,
+#: so a non-neutral value falls back to HF generate (sampling-only options do not matter without sampling).
+NEUTRAL_OPTIONS = {
+    "do_sample": (False, None), "num_beam_groups": (1, None), "diversity_penalty": (0.0, None),
+    "repetition_penalty": (1.0, None), "encoder_repetition_penalty": (1.0, None), "min_length": (0, None),
+    "min_new_tokens": (0, None), "bad_words_ids": (None,), "force_words_ids": (None,), "constraints": (None,),
+    "forced_bos_token_id": (None,), "forced_eos_token_id": (None,), "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,), "sequence_bias": (None,), "exponential_decay_length_penalty": (None,),
+    "renormalize_logits": (False, None), "remove_invalid_values": (False, None), "num_return_sequences": (1, None),
+    "guidance_scale": (None, 1.0), "encoder_no_repeat_ngram_size": (0, None), "max_time": (None,),
+    "stop_strings": (None,), "output_scores": (False, None), "output_logits": (False, None),
+    "return_dict_in_generate": (False, None), "output_attentions": (False, None),
+    "output_hidden_states": (False, None), "watermarking_config": (None,), "prompt_lookup_num_tokens": (None,),
+    "dola_layers": (None,), "penalty_alpha": (None,), "token_healing": (False, None), "low_memory": (False, None),
+}
+NEG = -1.0e9  # HF's "impossible" score for beams
+
+
+class UnsupportedGeneration(ValueError):
+    """Raised for generation options this decoder does not implement (callers fall back to ``generate``)."""
+
+
+def resolve_generation_config(model, **kwargs):
+    """The generation config HF ``generate`` would use for BLIP's text decoder with ``kwargs`` (the model's
+    own config, transformers' global defaults, then ``kwargs``), through HF's own preparation step.
+
+    Raises :class:`UnsupportedGeneration` for sampling, other logits processors or extra outputs.
+    """
+    gen, leftover = model.text_decoder._prepare_generation_config(None, **kwargs)
+    if leftover:
+        raise UnsupportedGeneration(f"not generation options: {sorted(leftover)}")
+    changed = sorted(k for k, ok in NEUTRAL_OPTIONS.items() if getattr(gen, k, None) not in ok)
+    if changed:
+        raise UnsupportedGeneration(f"fast decoding does not implement {changed}")
+    return gen
+
+
+class BlipStepper:
+    """One decoder step of a BLIP text decoder over ``rows = images * beams`` sequences.
+
+    Reuses the model's own linear layers, layer norms and feed-forward blocks (same arithmetic as HF);
+    only the attention core and the caches are new. ``step(tokens, pos)`` returns float32 logits.
+    """
+
+    def __init__(self, model, image_embeds: torch.Tensor, beams: int, max_length: int, compile: bool = False,
+                 compile_mode: str | None = None):
+        td = model.text_decoder
+        self.embeddings, self.layers, self.head = td.bert.embeddings, td.bert.encoder.layer, td.cls
+        first = self.layers[0].attention.self
+        self.heads, self.head_dim = first.num_attention_heads, first.attention_head_size
+        self.images, self.beams, self.rows = image_embeds.shape[0], beams, image_embeds.shape[0] * beams
+        self.max_length, self.static = max_length, compile
+        device = image_embeds.device
+        # cross-attention keys/values once per image: (layers, images, heads, patches, head_dim)
+        self.cross_k, self.cross_v = [], []
+        for layer in self.layers:
+            ca = layer.crossattention.self
+            self.cross_k.append(self._heads(ca.key(image_embeds)))
+            self.cross_v.append(self._heads(ca.value(image_embeds)))
+        kv_dtype = self.cross_k[0].dtype
+        shape = (len(self.layers), self.rows, self.heads, max_length, self.head_dim)
+        self.self_k = torch.zeros(shape, dtype=kv_dtype, device=device)
+        self.self_v = torch.zeros(shape, dtype=kv_dtype, device=device)
+        self.positions = torch.arange(max_length, device=device)
+        self._step = self._static_step if compile else self._exact_step
+        if compile:
+            self._step = torch.compile(self._static_step, mode=compile_mode, dynamic=False)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
+
+    def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        """Logits ``(rows, vocab)`` (float32) for ``tokens`` ``(rows,)`` at position ``pos``."""
+        if self.static:
+            return self._step(tokens, torch.tensor(pos, device=tokens.device))
+        return self._step(tokens, pos)
+
+    def reorder(self, rows: torch.Tensor, upto: int) -> None:
+        """Beam search picked new parents: row i now continues row ``rows[i]`` (positions ``< upto``)."""
+        end = self.max_length if self.static else upto
+        self.self_k[:, :, :, :end] = self.self_k[:, rows, :, :end]
+        self.self_v[:, :, :, :end] = self.self_v[:, rows, :, :end]
+
+    def _decoder(self, tokens, pos, attend) -> torch.Tensor:
+        position_ids = pos.view(1, 1) if torch.is_tensor(pos) else torch.full((1, 1), pos, device=tokens.device)
+        h = self.embeddings(input_ids=tokens[:, None], position_ids=position_ids)
+        for i, layer in enumerate(self.layers):
+            sa = layer.attention.self
+            q, k, v = (self._heads(lin(h)) for lin in (sa.query, sa.key, sa.value))
+            ctx = attend(i, q, k, v, pos)
+            h = layer.attention.output(self._merge(ctx), h)
+            ca = layer.crossattention.self
+            # all beams of an image are query rows against that image's keys: (images, heads, beams, dim)
+            q = ca.query(h).view(self.images, self.beams, self.heads, self.head_dim).transpose(1, 2)
+            scores = torch.matmul(q, self.cross_k[i].transpose(-1, -2)) / math.sqrt(self.head_dim)
+            ctx = torch.matmul(scores.softmax(dim=-1), self.cross_v[i])  # (images, heads, beams, dim)
+            ctx = ctx.transpose(1, 2).reshape(self.rows, 1, self.heads * self.head_dim)
+            h = layer.crossattention.output(ctx, h)
+            h = layer.feed_forward_chunk(h)
+        return self.head(h)[:, -1].float()
+
+    def _merge(self, ctx: torch.Tensor) -> torch.Tensor:
+        return ctx.permute(0, 2, 1, 3).reshape(self.rows, 1, self.heads * self.head_dim)
+
+    def _exact_step(self, tokens, pos: int):
+        def attend(i, q, k, v, pos):
+            self.self_k[i, :, :, pos] = k[:, :, 0]
+            self.self_v[i, :, :, pos] = v[:, :, 0]
+            keys, values = self.self_k[i, :, :, : pos + 1], self.self_v[i, :, :, : pos + 1]
+            scores = torch.matmul(q, keys.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            return torch.matmul(scores.softmax(dim=-1), values)
+
+        return self._decoder(tokens, pos, attend)
+
+    def _static_step(self, tokens, pos: torch.Tensor):
+        def attend(i, q, k, v, pos):
+            self.self_k[i].index_copy_(2, pos.view(1), k)
+            self.self_v[i].index_copy_(2, pos.view(1), v)
+            future = (self.positions > pos).view(1, 1, 1, -1)
+            scores = torch.matmul(q, self.self_k[i].transpose(-1, -2)) / math.sqrt(self.head_dim)
+            scores = scores.masked_fill(future, float("-inf"))
+            return torch.matmul(scores.softmax(dim=-1), self.self_v[i])
+
+        return self._decoder(tokens, pos, attend)
+
+
+def ban_repeated_ngrams(prev: torch.Tensor, scores: torch.Tensor, n: int) -> torch.Tensor:
+    """``scores`` with -inf on every token that would repeat an n-gram of ``prev`` (rows, length).
+
+    Same rule as HF's ``NoRepeatNGramLogitsProcessor``: windows whose first n-1 tokens equal the last
+    n-1 tokens ban their last token; nothing is banned before the sequence holds n tokens.
+    """
+    length = prev.shape[1]
+    if not n or length < n:
+        return scores
+    windows = prev.unfold(1, n, 1)  # (rows, length - n + 1, n)
+    hit = (windows[..., :-1] == prev[:, length - n + 1:].unsqueeze(1)).all(dim=-1)
+    vocab = scores.shape[-1]
+    target = torch.where(hit, windows[..., -1].clamp(max=vocab), vocab)  # misses go to a spare column
+    banned = torch.zeros(scores.shape[0], vocab + 1, dtype=torch.bool, device=scores.device)
+    banned.scatter_(1, target, True)
+    return scores.masked_fill(banned[:, :vocab], float("-inf"))
+
+
+def _prompt(model, batch: int, device) -> torch.Tensor:
+    return torch.full((batch, 1), model.config.text_config.bos_token_id, dtype=torch.long, device=device)
+
+
+def greedy(stepper: BlipStepper, prompt: torch.Tensor, max_length: int, eos: int, pad: int, ngram: int):
+    """Greedy search as HF's ``_sample`` without sampling: finished rows get ``pad``; stops when all end."""
+    rows, start = prompt.shape
+    seq = torch.full((rows, max_length), pad, dtype=torch.long, device=prompt.device)
+    seq[:, :start] = prompt
+    unfinished = torch.ones(rows, dtype=torch.bool, device=prompt.device)
+    length = start
+    for cur in range(start, max_length):
+        scores = ban_repeated_ngrams(seq[:, :cur], stepper.step(seq[:, cur - 1], cur - 1), ngram)
+        nxt = torch.where(unfinished, scores.argmax(dim=-1), pad)
+        seq[:, cur] = nxt
+        unfinished &= nxt != eos
+        length = cur + 1
+        if not bool(unfinished.any()):  # one host sync per step, as in generate
+            break
+    return seq[:, :length]
+
+
+def beam_search(stepper: BlipStepper, prompt: torch.Tensor, max_length: int, eos: int, pad: int, ngram: int,
+                beams: int, length_penalty: float = 1.0, early_stopping: bool | str = False) -> torch.Tensor:
+    """Beam search with HF ``_beam_search`` semantics; returns the best hypothesis per image."""
+    batch, start = prompt.shape
+    dev = prompt.device
+    keep = 2 * beams  # one end token: HF keeps max(2, 1 + n_eos) * beams candidates
+    fill = pad if pad else eos  # HF fills with `pad or eos`, so a pad id of 0 means the end token
+    running = torch.full((batch, beams, max_length), fill, dtype=torch.long, device=dev)
+    running[:, :, :start] = prompt[:, None]
+    done_seq = running.clone()
+    run_scores = torch.zeros(batch, beams, device=dev)
+    run_scores[:, 1:] = NEG  # only the first beam expands at step one
+    done_scores = torch.full((batch, beams), NEG, device=dev)
+    done_flag = torch.zeros(batch, beams, dtype=torch.bool, device=dev)
+    done_len = torch.zeros(batch, beams, dtype=torch.long, device=dev)  # generated tokens of each kept hypothesis
+    improvable = torch.ones(batch, 1, dtype=torch.bool, device=dev)
+    top_half = torch.arange(keep, device=dev) < beams
+    offsets = torch.arange(batch, device=dev)[:, None] * beams
+    for cur in range(start, max_length):
+        flat = running.view(batch * beams, max_length)
+        logp = F.log_softmax(stepper.step(flat[:, cur - 1], cur - 1), dim=-1)
+        logp = ban_repeated_ngrams(flat[:, :cur], logp, ngram)
+        vocab = logp.shape[-1]
+        total = (logp.view(batch, beams, vocab) + run_scores[:, :, None]).view(batch, beams * vocab)
+        cand_scores, cand_idx = torch.topk(total, keep)
+        parent, token = cand_idx // vocab, cand_idx % vocab
+        cand = torch.take_along_dim(running, parent[..., None], dim=1)
+        cand[:, :, cur] = token
+        ends = (token == eos) | (cur + 1 >= max_length)
+        # running beams for the next step: the best candidates that did not end
+        live_scores = cand_scores + ends.to(torch.float32) * NEG
+        pick = torch.topk(live_scores, beams)[1]
+        running = torch.take_along_dim(cand, pick[..., None], dim=1)
+        run_scores = torch.take_along_dim(live_scores, pick, dim=1)
+        parents = torch.take_along_dim(parent, pick, dim=1)
+        # finished hypotheses: only candidates among the top `beams` count, scored with the length penalty
+        new_done = ends & top_half
+        normed = cand_scores / ((cur + 1 - start) ** length_penalty)
+        normed = normed + (done_flag.all(dim=-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
+        normed = normed + (~improvable).to(torch.float32) * NEG
+        normed = normed + (~new_done) * NEG
+        merged_scores = torch.cat((done_scores, normed), dim=1)
+        sel = torch.topk(merged_scores, beams)[1]
+        done_seq = torch.take_along_dim(torch.cat((done_seq, cand), dim=1), sel[..., None], dim=1)
+        done_scores = torch.take_along_dim(merged_scores, sel, dim=1)
+        done_flag = torch.take_along_dim(torch.cat((done_flag, new_done), dim=1), sel, dim=1)
+        new_len = torch.full_like(token, cur + 1 - start)
+        done_len = torch.take_along_dim(torch.cat((done_len, new_len), dim=1), sel, dim=1)
+        stepper.reorder((parents + offsets).view(-1), upto=cur)
+        # can a running beam still beat the worst kept hypothesis? (HF's heuristic; sticky per image)
+        hyp_len = (max_length if early_stopping == "never" and length_penalty > 0.0 else cur + 1) - start
+        best_running = run_scores[:, :1] / (hyp_len ** length_penalty)
+        worst_done = torch.where(done_flag, done_scores.min(dim=1, keepdim=True)[0], NEG)
+        improvable = improvable & (best_running > worst_done).any(dim=-1, keepdim=True)
+        go_on = improvable.any() & ~(done_flag.all() & (early_stopping is True)) & ~ends.all()
+        if not bool(go_on):
+            break
+    best = done_seq[:, 0]
+    return best[:, : start + int(done_len[:, 0].max())]
+
+
+@torch.no_grad()
+def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, compile: bool = False,
+                  compile_mode: str | None = None, **generate_kwargs) -> torch.LongTensor:
+    """Drop-in for ``BlipForConditionalGeneration.generate(pixel_values=..., **generate_kwargs)`` (no prompt).
+
+    Raises :class:`UnsupportedGeneration` for options it does not implement.
+    """
+    gen = resolve_generation_config(model, **generate_kwargs)
+    tc = model.config.text_config
+    eos, pad = tc.sep_token_id, tc.pad_token_id  # BLIP's generate passes sep as the end token
+    prompt = _prompt(model, pixel_values.shape[0], pixel_values.device)
+    max_length = gen.max_new_tokens + prompt.shape[1] if gen.max_new_tokens is not None else gen.max_length
+    beams = gen.num_beams or 1
+    image_embeds = model.vision_model(pixel_values=pixel_values,
+                                      interpolate_pos_encoding=interpolate_pos_encoding).last_hidden_state
+    stepper = BlipStepper(model, image_embeds, beams, max_length, compile=compile, compile_mode=compile_mode)
+    ngram = gen.no_repeat_ngram_size or 0
+    if beams == 1:
+        return greedy(stepper, prompt, max_length, eos, pad, ngram)
+    return beam_search(stepper, prompt, max_length, eos, pad, ngram, beams, gen.length_penalty,
+                       gen.early_stopping)

@@ -1,0 +1,99 @@
+"""The fast BLIP decoder returns exactly the tokens of ``model.generate`` (float32, CPU, tiny random BLIPs).
+
+Models are biased towards a few tokens so that unconstrained decoding repeats itself (the n-gram ban
+has work to do) and towards the end token by a random amount per seed (hypotheses finish at different
+steps, so beam finalisation, the early-stopping heuristic and padding are exercised).
+"""
+import pytest
+import torch
+
+from medcap_utils.decoding import repeated_ngrams
+from medcap_utils.fast_decode import UnsupportedGeneration, ban_repeated_ngrams, fast_generate
+from medcap_utils.models.blip import demo_blip_config
+
+VOCAB, BOS, PAD, SEP = 40, 1, 0, 2
+EOS_BIAS = (1.0, 2.0, 1.5, 1.2)  # per seed: captions end at different steps, or run to the limit
+
+
+def tiny_blip(seed: int, eos_bias: float | None = None):
+    """A tiny BLIP with weights large enough (std 0.15) that captions depend on the image and repeat."""
+    from transformers import BlipForConditionalGeneration
+
+    config = demo_blip_config(VOCAB, BOS, PAD, SEP, image_size=32, patch_size=16, vision_hidden=32, vision_layers=1,
+                              text_hidden=32, text_layers=2, heads=2, max_positions=64)
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(config).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+        bias = model.text_decoder.cls.predictions.decoder.bias
+        bias.copy_(torch.randn(VOCAB, generator=g) * 0.5)
+        bias[SEP] = EOS_BIAS[seed % 4] if eos_bias is None else eos_bias
+    return model
+
+
+def pixels(n: int, seed: int):
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(100 + seed))
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {seed: tiny_blip(seed) for seed in range(4)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("num_beams", [1, 3, 4, 5, 10])
+def test_identical_to_generate(models, seed, num_beams):
+    model = models[seed]
+    batch, new = [(1, 12), (3, 20), (5, 9), (7, 30)][seed]
+    px = pixels(batch, seed)
+    kwargs = dict(num_beams=num_beams, no_repeat_ngram_size=3, max_new_tokens=new, do_sample=False)
+    want = model.generate(pixel_values=px, **kwargs)
+    got = fast_generate(model, px, **kwargs)
+    assert got.shape == want.shape
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("options", [
+    dict(num_beams=4, length_penalty=0.0), dict(num_beams=3, length_penalty=2.0, early_stopping=True),
+    dict(num_beams=5, early_stopping="never"), dict(num_beams=5, early_stopping="never", length_penalty=-0.5),
+    dict(num_beams=3, no_repeat_ngram_size=2), dict(num_beams=1, no_repeat_ngram_size=0),
+    dict(num_beams=3, no_repeat_ngram_size=0, max_length=15),
+])
+def test_options_identical(models, options):
+    for seed in (1, 2):
+        px = pixels(6, seed)
+        kwargs = {"max_new_tokens": 16, **options} if "max_length" not in options else options
+        assert torch.equal(fast_generate(models[seed], px, **kwargs), models[seed].generate(pixel_values=px, **kwargs))
+
+
+def test_ngram_ban_matters(models):
+    """Without the ban the biased models repeat trigrams; with it neither decoder does."""
+    px = pixels(7, 3)
+    free = models[3].generate(pixel_values=px, num_beams=3, max_new_tokens=30)
+    assert any(repeated_ngrams(row.tolist(), 3) for row in free)
+    banned = fast_generate(models[3], px, num_beams=3, max_new_tokens=30, no_repeat_ngram_size=3)
+    assert not any(repeated_ngrams([t for t in row.tolist() if t != SEP], 3) for row in banned)
+
+
+def test_ban_matches_rule():
+    prev = torch.tensor([[5, 6, 7, 5, 6], [1, 2, 3, 4, 5]])
+    scores = ban_repeated_ngrams(prev, torch.zeros(2, 10), 3)
+    assert torch.isinf(scores[0, 7]) and torch.isinf(scores[0]).sum() == 1  # "5 6" was followed by 7
+    assert not torch.isinf(scores[1]).any()
+
+
+def test_unsupported_options_are_refused(models):
+    with pytest.raises(UnsupportedGeneration):
+        fast_generate(models[0], pixels(1, 0), do_sample=True)
+    with pytest.raises(UnsupportedGeneration):
+        fast_generate(models[0], pixels(1, 0), repetition_penalty=1.3)
+
+
+def test_cases_exercise_the_search(models):
+    """The identity tests mean something: captions differ by image and end at different steps."""
+    out = models[1].generate(pixel_values=pixels(7, 1), num_beams=3, no_repeat_ngram_size=3, max_new_tokens=20)
+    ends = {int((row == SEP).nonzero()[0]) if (row == SEP).any() else -1 for row in out}
+    assert len({tuple(r) for r in out.tolist()}) > 3 and len(ends) > 2
