@@ -74,6 +74,13 @@ class LSTMCaptionerConfig:
     # Learned row + column embeddings added to the region features (not in the paper): the attended
     # context then says *where* it looked, which words like "left"/"right" need.
     position_embedding: bool = False
+    # Whether the attention *scores* see the position embeddings too (True) or only the image
+    # content (False; the context vector still carries the position). With False the decoder cannot
+    # learn a fixed "look at cell k" pointer: to find out *where* something is, it has to find it.
+    position_in_scores: bool = True
+    # Average-pool the last feature map by this factor before attention (1 = off): fewer, coarser
+    # cells for the same small receptive field (the demo's cost is in the attention over cells).
+    grid_pool: int = 1
     encoder_config: dict = field(default_factory=dict)  # ResNetConfig.to_dict() of the visual encoder
 
 
@@ -157,17 +164,27 @@ class LSTMCaptioner(nn.Module):
     # ---- encoder ------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Region features (B, h*w, C) of the last convolutional stage and the grid size (h, w)."""
+        feats, _, grid = self.encode(pixel_values)
+        return feats, grid
+
+    def encode(self, pixel_values: torch.Tensor):
+        """Region features (B, N, C) that the context averages (with position embeddings), their
+        projection for the attention scores (B, N, A), computed once per image, and the grid (h, w)."""
         if self.config.freeze_encoder:
             self.encoder.eval()  # frozen BatchNorm statistics stay ImageNet's
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
             fmap = self.encoder(pixel_values).last_hidden_state
+        if self.config.grid_pool > 1:
+            fmap = F.avg_pool2d(fmap, self.config.grid_pool)
         B, C, h, w = fmap.shape
-        feats = fmap.flatten(2).transpose(1, 2)
+        content = fmap.flatten(2).transpose(1, 2)
+        feats = content
         if self.row_emb is not None:
             rows = torch.arange(h, device=fmap.device).repeat_interleave(w)
             cols = torch.arange(w, device=fmap.device).repeat(h)
-            feats = feats + self.row_emb(rows) + self.col_emb(cols)
-        return feats, (h, w)
+            feats = content + self.row_emb(rows) + self.col_emb(cols)
+        keys = self.attention.feat(feats if self.config.position_in_scores else content)
+        return feats, keys, (h, w)
 
     def feature_maps(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Activations at every depth (stem, then each stage) for the feature-map figure."""
@@ -184,19 +201,17 @@ class LSTMCaptioner(nn.Module):
         return self.head(self.drop(h)), h, c, alpha
 
     # ---- training -----------------------------------------------------------------------------
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, feats=None) -> dict:
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> dict:
         """Teacher forcing. ``input_ids`` (B, T) = ``<start> w1 .. wn <end> <pad>..``; step t reads
         id t and predicts id t+1. Returns logits (B, T-1, V), alphas (B, T-1, N), label logits (B, L)
         and the semantic word weights (B, T-1)."""
-        if feats is None:
-            feats, _ = self.encode_image(pixel_values)
+        feats, feats_proj, _ = self.encode(pixel_values)
         inputs = input_ids[:, :-1]
         in_mask = (inputs != self.config.pad_id) & (inputs != self.config.end_id)
         emb = self.embed(inputs)
         states, scores, _ = self.semantic.states(emb)
         semantic_steps = self.semantic.causal_pool(states, scores, in_mask)
         pooled, word_weights = self.semantic.pool(states, scores, in_mask)
-        feats_proj = self.attention.feat(feats)
         h, c = self._init_state(feats)
         logits, alphas = [], []
         for t in range(inputs.shape[1]):
@@ -229,9 +244,8 @@ class LSTMCaptioner(nn.Module):
     def greedy(self, pixel_values: torch.Tensor, max_len: int = 40) -> dict:
         """Batched greedy decoding. Returns ``ids`` (B, L) without ``<start>`` (padded after
         ``<end>``), ``alphas`` (B, L, N) and ``grid`` (h, w)."""
-        feats, grid = self.encode_image(pixel_values)
+        feats, feats_proj, grid = self.encode(pixel_values)
         B = feats.shape[0]
-        feats_proj = self.attention.feat(feats)
         h, c = self._init_state(feats)
         word = torch.full((B,), self.config.start_id, dtype=torch.long, device=feats.device)
         gru_h, states, scores = None, [], []
@@ -263,10 +277,10 @@ class LSTMCaptioner(nn.Module):
         """Beam search, one image at a time. Hypotheses are ranked by total log-probability divided
         by ``length ** length_penalty`` (0 = plain sum, as Show-Attend-Tell). Same outputs as
         :meth:`greedy`; ``beam_size=1`` reproduces greedy decoding."""
-        feats_all, grid = self.encode_image(pixel_values)
+        feats_all, proj_all, grid = self.encode(pixel_values)
         results, att_results = [], []
         for b in range(feats_all.shape[0]):
-            seq, att = self._beam_one(feats_all[b:b + 1], beam_size, max_len, length_penalty)
+            seq, att = self._beam_one(feats_all[b:b + 1], proj_all[b:b + 1], beam_size, max_len, length_penalty)
             results.append(seq)
             att_results.append(att)
         L = max(len(s) for s in results)
@@ -278,9 +292,8 @@ class LSTMCaptioner(nn.Module):
             alphas[i, : len(seq)] = att
         return {"ids": ids, "alphas": alphas, "grid": grid}
 
-    def _beam_one(self, feats, k, max_len, length_penalty):
+    def _beam_one(self, feats, feats_proj, k, max_len, length_penalty):
         V = self.config.vocab_size
-        feats_proj = self.attention.feat(feats)
         h, c = self._init_state(feats)
         word = torch.tensor([self.config.start_id], device=feats.device)
         seqs = [[]]

@@ -163,7 +163,8 @@ def load_recipe(path, profile: str = "demo") -> dict:
 
 
 _MODEL_KEYS = ("embed_dim", "semantic_dim", "attention_dim", "decoder_dim", "dropout", "init_state",
-               "position_embedding")
+               "position_embedding", "position_in_scores",
+               "grid_pool")
 
 
 def _encoder_path(model_cfg: dict, out_dir: Path) -> str:
@@ -175,10 +176,11 @@ def _encoder_path(model_cfg: dict, out_dir: Path) -> str:
 
     from medcap_utils.models.lstm_captioner import small_resnet_config
 
-    path = out_dir / "resnet-init"
+    width, depths = int(model_cfg.get("width", 16)), tuple(model_cfg.get("depths", (1, 1)))
+    path = out_dir / f"resnet-init-w{width}-d{'-'.join(map(str, depths))}"
     if not (path / "config.json").exists():
         torch.manual_seed(0)
-        ResNetModel(small_resnet_config(model_cfg.get("width", 16))).save_pretrained(path)
+        ResNetModel(small_resnet_config(width, depths)).save_pretrained(path)
     return str(path)
 
 
@@ -252,48 +254,81 @@ def load_or_train(data_dir, recipe: dict, out_dir, retrain: bool = False, **kwar
 # ---- grounding check on the demo data --------------------------------------------------------
 
 def finding_boxes(data_dir, split: str) -> dict:
-    """``{id: (finding, (x0, y0, x1, y1))}`` for the images of ``{split}_demo_truth.csv`` that have a
-    finding with a box (written by the demo generator; absent for real ROCOv2)."""
+    """``{id: (finding, (x0, y0, x1, y1), location words)}`` for the images of
+    ``{split}_demo_truth.csv`` that have a finding with a box (written by the demo generator; absent
+    for real ROCOv2). The location words are the truth's side and location ("left", "upper lobe")."""
     import pandas as pd
 
     path = Path(data_dir) / f"{split}_demo_truth.csv"
     if not path.exists():
         return {}
-    truth = pd.read_csv(path)
+    truth = pd.read_csv(path, keep_default_na=False)
     cols = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
-    truth = truth.dropna(subset=["finding", *cols])
-    return {r.ID: (r.finding, tuple(float(getattr(r, c)) for c in cols)) for r in truth.itertuples()}
+    truth = truth[(truth["finding"] != "") & (truth["bbox_x0"] != "")]
+    return {r.ID: (r.finding, tuple(float(getattr(r, c)) for c in cols), f"{r.side} {r.location}".strip())
+            for r in truth.itertuples()}
+
+
+PHRASE_WINDOW = 6  # location words count when they follow the finding word within this many tokens
 
 
 @torch.no_grad()
 def finding_word_attention(model: LSTMCaptioner, vocab: Vocabulary, text: CaptionTextConfig,
                            images_uint8: np.ndarray, image_ids: list[str], captions: dict[str, str],
-                           boxes: dict) -> tuple[list[np.ndarray], list, list[str]]:
-    """Teacher-forced attention at the step that emits the finding word of the reference caption.
+                           boxes: dict) -> dict:
+    """Teacher-forced attention where the reference caption names the finding (notebook 07).
 
     Feeding the reference caption (as "attention correctness" studies do) asks: when the model is
-    about to say "nodule", where does it look? Returns the (1, h, w) maps, the boxes and the ids of
-    the images whose reference caption contains the finding word (last word of e.g. "pleural
-    effusion", preprocessed like the training text)."""
+    about to say "nodule", where does it look? Only images whose reference caption contains the
+    finding word (last word of e.g. "pleural effusion", preprocessed like the training text) count.
+    Returns ``maps`` (per image every step's attention, (T, h, w)), ``boxes``, ``ids`` and ``steps``
+    with two step choices for :func:`medcap_utils.explain.attention_hit_rate`:
+
+    * ``"finding word"`` -- the step that emits the finding word (the primary measure);
+    * ``"finding + location"`` -- that step and the steps emitting the side/location words that
+      follow within ``PHRASE_WINDOW`` tokens ("mass in the *left* *lung*"): words whose pixels are
+      the finding's position, so a model can only get them right by knowing where the finding is.
+    """
     model.eval()
     device = next(model.parameters()).device
-    maps, kept_boxes, kept = [], [], []
+    maps, kept_boxes, kept, word_steps, phrase_steps = [], [], [], [], []
     for i, image_id in enumerate(image_ids):
         if image_id not in boxes:
             continue
-        finding, box = boxes[image_id]
+        finding, box, *where = boxes[image_id]
         word = text.tokens(finding)[-1:] or [""]
         ids = vocab.encode(text.tokens(captions[image_id]), text.max_len)
         if vocab.stoi.get(word[0]) not in ids:
             continue
         pos = ids.index(vocab.stoi[word[0]])
+        location = {vocab.stoi[w] for w in text.tokens(where[0] if where else "") if w in vocab.stoi}
+        follow = [p for p in range(pos + 1, min(pos + 1 + PHRASE_WINDOW, len(ids))) if ids[p] in location]
         x = pixels(torch.from_numpy(np.array(images_uint8[i:i + 1])).to(device))
         out = model(x, torch.tensor([ids], device=device))
-        feats_grid = model.encode_image(x)[1]
-        maps.append(out["alphas"][0, pos - 1].reshape(1, *feats_grid).cpu().numpy())
+        grid = model.encode_image(x)[1]
+        # Step t reads token t and emits token t + 1: token p is emitted at step p - 1.
+        maps.append(out["alphas"][0].reshape(-1, *grid).cpu().numpy())
+        word_steps.append([pos - 1])
+        phrase_steps.append([pos - 1] + [p - 1 for p in follow])
         kept_boxes.append(box)
         kept.append(image_id)
-    return maps, kept_boxes, kept
+    return {"maps": maps, "boxes": kept_boxes, "ids": kept,
+            "steps": {"finding word": word_steps, "finding + location": phrase_steps}}
+
+
+def grounding_table(found: dict):
+    """One row per step choice of :func:`finding_word_attention`: hit rate and attention mass in the
+    finding's box beside their chance levels, and the ratios (notebook 07)."""
+    import pandas as pd
+
+    from medcap_utils.explain import attention_hit_rate
+
+    rows = []
+    for name, steps in found["steps"].items():
+        res = attention_hit_rate(found["maps"], found["boxes"], steps=steps)
+        rows.append({"steps": name, **res, "hit / chance": res["hit_rate"] / max(res["chance_peak"], 1e-12),
+                     "mass / area": res["attention_mass"] / max(res["chance_area"], 1e-12)})
+    return pd.DataFrame(rows).set_index("steps")
 
 
 # ---- evaluation beside the paper -------------------------------------------------------------
