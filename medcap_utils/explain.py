@@ -6,6 +6,7 @@ Used by notebook ``07_explainable_lstm_captioner``:
   over the image (the paper's Figs. 4 and 5, for a correct and a wrong caption).
 * :func:`word_importance_figure` -- the semantic encoder's self-attention weight per word (Fig. 3).
 * :func:`feature_map_figure` -- CNN activations at several depths (Fig. 2).
+* :func:`finding_attention_figure` -- the attention at the finding word with the finding's box drawn.
 * :func:`attention_hit_rate` -- how often the attention peak lies inside the finding's bounding box
   that the demo generator recorded (``{split}_demo_truth.csv``), against chance. The paper only shows
   pictures; this turns "the model looks at the right place" into a number that a test can check.
@@ -108,6 +109,31 @@ def feature_map_figure(image: np.ndarray, hidden_states: Sequence[torch.Tensor],
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
+    fig.tight_layout()
+    if name is not None:
+        save_figure(fig, name)
+    return fig
+
+
+def finding_attention_figure(images: Sequence[np.ndarray], maps: Sequence[np.ndarray],
+                             boxes: Sequence[Sequence[float]], titles: Sequence[str] = (),
+                             name: str | None = None):
+    """One panel per image: the (h, w) attention map over the image and the finding's box (0..1
+    coordinates, from the demo truth) as a white rectangle, so a reader can see a hit or a miss."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = len(images)
+    fig, axes = plt.subplots(1, max(n, 1), figsize=(2.0 * max(n, 1), 2.3), squeeze=False)
+    for k, (ax, image, att, box) in enumerate(zip(axes[0], images, maps, boxes)):
+        H, W = image.shape[:2]
+        ax.imshow(image)
+        ax.imshow(upsample(att, (H, W)), cmap="jet", alpha=0.45)
+        x0, y0, x1, y1 = box
+        ax.add_patch(Rectangle((x0 * W, y0 * H), (x1 - x0) * W, (y1 - y0) * H, fill=False, ec="white", lw=1.2))
+        ax.set_title(titles[k] if k < len(titles) else "", fontsize=7)
+    for ax in axes[0]:
+        ax.axis("off")
     fig.tight_layout()
     if name is not None:
         save_figure(fig, name)
