@@ -209,16 +209,59 @@ def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, demo_roo
     assert out["best"]["val_bleu"] == pytest.approx(hist["val_bleu"].max())
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured at chance level on the 240-image fixture (attention mass "
-                   "~0.04 vs area share ~0.04); on the 1,200-image demo it is only modestly above chance "
-                   "(see notebook 07 / the closing note)")
-def test_demo_attention_lands_on_finding_more_often_than_chance(demo_run, demo_root):
-    xai, recipe, out, test, images = demo_run
+def test_finding_word_steps_point_at_the_finding_and_location_words(demo_root):
+    """The measured steps are the ones that emit the finding word and the side/location words after it."""
+    from medcap_utils.models import lstm_captioner_pipeline as xai
+    from medcap_utils.text_preprocessing import CaptionTextConfig
+
+    text = CaptionTextConfig(stem=False, remove_stop_words=False, min_freq=1, max_len=40)
+    test = xai.split_frame(demo_root, "test")
+    vocab = text.build_vocab(test["caption"])
+    torch.manual_seed(0)
+    model = LSTMCaptioner(LSTMCaptionerConfig(vocab_size=len(vocab), num_labels=1, embed_dim=8, semantic_dim=8,
+                                              attention_dim=8, decoder_dim=8), ResNetModel(small_resnet_config(8, (1,))))
+    images = np.zeros((len(test), 32, 32, 3), dtype=np.uint8)
+    boxes = xai.finding_boxes(demo_root, "test")
     gt = dict(zip(test["id"], test["caption"]))
-    maps, boxes, kept = xai.finding_word_attention(out["model"], out["vocab"], out["text"], images,
-                                                   list(test["id"]), gt, xai.finding_boxes(demo_root, "test"))
-    res = attention_hit_rate(maps, boxes)
-    assert res["n"] >= 15
-    assert res["attention_mass"] > 1.2 * res["chance_area"], res
-    assert res["hit_rate"] > res["chance_peak"], res
+    found = xai.finding_word_attention(model, vocab, text, images, list(test["id"]), gt, boxes)
+    assert len(found["ids"]) >= 15
+    with_location = 0
+    for k, image_id in enumerate(found["ids"]):
+        ids = vocab.encode(text.tokens(gt[image_id]), text.max_len)
+        finding, box, where = boxes[image_id]
+        assert found["maps"][k].shape == (len(ids) - 1, 8, 8)  # 32 px / 4, one map per step
+        (step,) = found["steps"]["finding word"][k]
+        assert vocab.itos[ids[step + 1]] == text.tokens(finding)[-1]  # step t emits token t + 1
+        phrase = found["steps"]["finding + location"][k]
+        assert phrase[0] == step and all(vocab.itos[ids[t + 1]] in text.tokens(where) for t in phrase[1:])
+        with_location += len(phrase) > 1
+    assert with_location >= 5
+
+
+@pytest.fixture(scope="module")
+def heldout_root(tmp_path_factory):
+    """200 more demo images (seed 1) that the model never trained or selected on."""
+    from medcap_utils.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("heldout")
+    synthesize(root, seed=1, n_train=0, n_valid=0, n_test=200, workers=1)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="attention at the finding word is at or below chance on the demo: "
+                   "peak in box 2.8% vs 7.9% chance, mass 0.021 vs area 0.031 (8x8 grid, 1,200 images); finer "
+                   "grids with small receptive fields (96 px, one stage, 24x24 or 12x12, position embeddings "
+                   "in or out of the scores, 8-20 epochs) stayed within noise of chance: see notebook 07")
+def test_demo_attention_lands_on_finding_more_often_than_chance(demo_run, heldout_root):
+    xai, recipe, out, _, _ = demo_run
+    test = xai.split_frame(heldout_root, "test")
+    cache = xai.get_image_cache(heldout_root, "test", recipe["model"]["image_size"])
+    images = cache.images[[cache.index[i] for i in test["id"]]]
+    gt = dict(zip(test["id"], test["caption"]))
+    found = xai.finding_word_attention(out["model"], out["vocab"], out["text"], images, list(test["id"]), gt,
+                                       xai.finding_boxes(heldout_root, "test"))
+    res = attention_hit_rate(found["maps"], found["boxes"], steps=found["steps"]["finding word"])
+    assert res["n"] >= 80
+    assert res["hit_rate"] >= 1.5 * res["chance_peak"], res
+    assert res["attention_mass"] > res["chance_area"], res
