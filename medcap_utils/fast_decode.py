@@ -70,14 +70,14 @@ class BlipStepper:
     only the attention core and the caches are new. ``step(tokens, pos)`` returns float32 logits.
     """
 
-    def __init__(self, model, image_embeds: torch.Tensor, beams: int, max_length: int, compile: bool = False,
-                 compile_mode: str | None = None):
+    def __init__(self, model, image_embeds: torch.Tensor, beams: int, max_length: int, static: bool = False,
+                 compile: bool = False, compile_mode: str | None = None):
         td = model.text_decoder
         self.embeddings, self.layers, self.head = td.bert.embeddings, td.bert.encoder.layer, td.cls
         first = self.layers[0].attention.self
         self.heads, self.head_dim = first.num_attention_heads, first.attention_head_size
         self.images, self.beams, self.rows = image_embeds.shape[0], beams, image_embeds.shape[0] * beams
-        self.max_length, self.static = max_length, compile
+        self.max_length, self.static = max_length, static or compile
         device = image_embeds.device
         # cross-attention keys/values once per image: (layers, images, heads, patches, head_dim)
         self.cross_k, self.cross_v = [], []
@@ -90,7 +90,7 @@ class BlipStepper:
         self.self_k = torch.zeros(shape, dtype=kv_dtype, device=device)
         self.self_v = torch.zeros(shape, dtype=kv_dtype, device=device)
         self.positions = torch.arange(max_length, device=device)
-        self._step = self._static_step if compile else self._exact_step
+        self._step = self._static_step if self.static else self._exact_step
         if compile:
             self._step = torch.compile(self._static_step, mode=compile_mode, dynamic=False)
 
@@ -254,11 +254,12 @@ def beam_search(stepper: BlipStepper, prompt: torch.Tensor, max_length: int, eos
 
 
 @torch.no_grad()
-def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, compile: bool = False,
-                  compile_mode: str | None = None, **generate_kwargs) -> torch.LongTensor:
+def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, static: bool = False,
+                  compile: bool = False, compile_mode: str | None = None, **generate_kwargs) -> torch.LongTensor:
     """Drop-in for ``BlipForConditionalGeneration.generate(pixel_values=..., **generate_kwargs)`` (no prompt).
 
-    Raises :class:`UnsupportedGeneration` for options it does not implement.
+    ``static`` runs the fixed-shape step (whole key buffer, masked); ``compile`` also wraps it in
+    ``torch.compile(mode=compile_mode)``. Raises :class:`UnsupportedGeneration` for options it does not implement.
     """
     gen = resolve_generation_config(model, **generate_kwargs)
     tc = model.config.text_config
@@ -268,7 +269,7 @@ def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: b
     beams = gen.num_beams or 1
     image_embeds = model.vision_model(pixel_values=pixel_values,
                                       interpolate_pos_encoding=interpolate_pos_encoding).last_hidden_state
-    stepper = BlipStepper(model, image_embeds, beams, max_length, compile=compile, compile_mode=compile_mode)
+    stepper = BlipStepper(model, image_embeds, beams, max_length, static, compile, compile_mode)
     ngram = gen.no_repeat_ngram_size or 0
     if beams == 1:
         return greedy(stepper, prompt, max_length, eos, pad, ngram)

@@ -97,3 +97,32 @@ def test_cases_exercise_the_search(models):
     out = models[1].generate(pixel_values=pixels(7, 1), num_beams=3, no_repeat_ngram_size=3, max_new_tokens=20)
     ends = {int((row == SEP).nonzero()[0]) if (row == SEP).any() else -1 for row in out}
     assert len({tuple(r) for r in out.tolist()}) > 3 and len(ends) > 2
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_fixed_shape_step_identical(models, num_beams):
+    """The step a GPU session compiles (whole key buffer with a mask, position as a tensor) gives the same tokens."""
+    for seed in (0, 3):
+        px = pixels(5, seed)
+        kwargs = dict(num_beams=num_beams, no_repeat_ngram_size=3, max_new_tokens=15)
+        assert torch.equal(fast_generate(models[seed], px, static=True, **kwargs),
+                           models[seed].generate(pixel_values=px, **kwargs))
+
+
+def test_caption_engines_agree(models):
+    """``generate_captions`` (notebooks 02-04, decoding grid) gives the same captions with either engine."""
+    import numpy as np
+
+    from medcap_utils.models.blip import generate_captions
+
+    class Processor:
+        image_processor = type("IP", (), {"image_mean": [0.5] * 3, "image_std": [0.25] * 3})()
+        tokenizer = type("Tok", (), {"batch_decode": staticmethod(
+            lambda ids, skip_special_tokens: [" ".join(map(str, r)) for r in ids.tolist()])})()
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    for beams in (1, 3):
+        kwargs = dict(batch_size=4, num_beams=beams, max_new_tokens=12, no_repeat_ngram_size=3)
+        fast = generate_captions(models[1], Processor(), images, engine="fast", **kwargs)
+        assert fast == generate_captions(models[1], Processor(), images, engine="hf", **kwargs)
+        assert len(set(fast)) > 1

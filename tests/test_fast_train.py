@@ -148,3 +148,23 @@ def test_length_grouped_sampler():
 
     random_order = rng.permutation(1000)
     assert padding(first) < 0.2 * padding(random_order)
+
+
+def test_finetune_blip_fast_follows_plain(tiny, tmp_path):
+    """Through the shared loop (notebook 02's call): same per-epoch losses, eager attention given back."""
+    from medcap_utils.data.cache import ImageCache
+    from medcap_utils.models.blip_training import finetune_blip
+    from medcap_utils.models.captioning_data import CaptionImageCacheDataset
+    from medcap_utils.training import TrainConfig
+
+    model, processor = tiny
+    images = np.random.default_rng(5).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    ids = [f"img{i}" for i in range(12)]
+    data = CaptionImageCacheDataset(ImageCache(tmp_path, ids, images), ids, [CAPTIONS[i % 6] for i in range(12)])
+    cfg = TrainConfig(epochs=2, lr=3e-3, batch_size=4, progress=False, seed=1)
+    history = {}
+    for fast in (False, True):
+        m = copy.deepcopy(model)
+        history[fast] = finetune_blip(m, processor, data, cfg, fast=fast).history["train_loss"].to_numpy()
+        assert all("forward" not in mod.__dict__ for mod in m.modules())
+    np.testing.assert_allclose(history[True], history[False], rtol=1e-3)
