@@ -134,12 +134,16 @@ def _image_size(image_processor) -> int:
     return int(size["height"] if "height" in size else size["shortest_edge"])
 
 
-def blip_captioner(model, processor) -> Captioner:
-    """BLIP (``load_blip``): batches go through ``models.blip.generate_captions``."""
+def blip_captioner(model, processor, engine: str = "fast") -> Captioner:
+    """BLIP (``load_blip``): batches go through ``models.blip.generate_captions``.
+
+    ``engine="fast"`` (default): ``medcap_utils.fast_decode`` (token-identical to ``generate``, faster);
+    ``engine="hf"``: Hugging Face ``generate`` itself (the baseline of ``python -m medcap_utils.bench decode``).
+    """
     from medcap_utils.models.blip import generate_captions
 
     def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
-        return generate_captions(model, processor, images, batch_size=len(images), **generate_kwargs)
+        return generate_captions(model, processor, images, batch_size=len(images), engine=engine, **generate_kwargs)
 
     return Captioner(caption, _image_size(processor.image_processor), model)
 

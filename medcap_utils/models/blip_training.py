@@ -38,6 +38,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "build": {},  # build_demo_blip keyword arguments (demo only)
     "eval_images": 200,  # validation images captioned per epoch for BLEU-4 / modality mention rate
     "decoding": {"num_beams": 1, "max_new_tokens": 40, "no_repeat_ngram_size": 3},
+    "fast": False,  # blip_fast: SDPA attention + chunked cross-entropy (same loss/gradients, tests/test_fast_train.py)
 }
 
 
@@ -97,10 +98,15 @@ def make_evaluate_fn(processor, valid, n_images: int = 200, decoding: dict | Non
 
 def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_length: int = 200,
                   label_smoothing: float | None = 0.1, freeze_vision: bool = False, freeze_text: bool = False,
-                  prompt: str | None = None, eval_images: int = 200, decoding: dict | None = None) -> TrainResult:
+                  prompt: str | None = None, eval_images: int = 200, decoding: dict | None = None,
+                  fast: bool = False) -> TrainResult:
     """Fine-tune ``model`` in place on a :class:`CaptionImageCacheDataset` (validation loss and caption
-    metrics per epoch when ``valid`` is given). Freezing switches: vision encoder / text decoder."""
+    metrics per epoch when ``valid`` is given). Freezing switches: vision encoder / text decoder.
+
+    ``fast``: train through :mod:`medcap_utils.models.blip_fast` (SDPA attention, chunked cross-entropy;
+    the model is given back with its eager attention)."""
     from medcap_utils.models.blip import freeze, make_blip_loss, set_label_smoothing
+    from medcap_utils.models.blip_fast import make_fast_blip_loss, sdpa_attention
     from medcap_utils.models.captioning_data import make_caption_collate
 
     if label_smoothing is not None:
@@ -108,8 +114,12 @@ def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_len
     trainable = freeze(model, vision_encoder=freeze_vision, text_decoder=freeze_text)
     collate = make_caption_collate(processor.tokenizer, model.config.text_config.bos_token_id, max_length, prompt)
     evaluate = make_evaluate_fn(processor, valid, eval_images, decoding) if valid is not None and eval_images else None
-    return fit(model, train, cfg, make_blip_loss(processor), collate_fn=collate, valid_dataset=valid,
-               evaluate_fn=evaluate, trainable_params=trainable)
+    if not fast:
+        return fit(model, train, cfg, make_blip_loss(processor), collate_fn=collate, valid_dataset=valid,
+                   evaluate_fn=evaluate, trainable_params=trainable)
+    with sdpa_attention(model):  # captions are right-padded by caption_targets
+        return fit(model, train, cfg, make_fast_blip_loss(processor), collate_fn=collate, valid_dataset=valid,
+                   evaluate_fn=evaluate, trainable_params=trainable)
 
 
 def initial_model(recipe: dict, data_dir: str | Path, out_dir: str | Path):
@@ -142,7 +152,7 @@ def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, t
         cfg = cfg.replace(output_dir=str(out / "run"))
     result = finetune_blip(model, processor, train, cfg, valid, recipe["max_length"], recipe["label_smoothing"],
                            recipe["freeze_vision"], recipe["freeze_text"], recipe["prompt"], recipe["eval_images"],
-                           recipe["decoding"])
+                           recipe["decoding"], recipe["fast"])
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # under `accelerate launch`, one writer
@@ -178,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--variant", help="recipe variant, e.g. authors_code or MedBLIP's full / decoder_only / encoder_only")
     ap.add_argument("--model", help="override the recipe's start checkpoint (hub id or directory)")
+    ap.add_argument("--fast", action="store_true", help="train through medcap_utils.models.blip_fast")
     for name, typ in [("epochs", int), ("batch-size", int), ("grad-accum", int), ("lr", float),
                       ("mixed-precision", str), ("checkpoint-every-steps", int), ("num-workers", int)]:
         ap.add_argument(f"--{name}", type=typ)
@@ -187,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = load_blip_recipe(args.recipe, args.model_key, args.profile, args.variant, **overrides)
     if args.model:
         recipe["model"] = args.model
+    if args.fast:
+        recipe["fast"] = True
     start = time.perf_counter()
     _, _, result = train_blip_recipe(recipe, args.data_dir, args.out)
     print(result.history.to_string(index=False))
