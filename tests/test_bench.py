@@ -22,7 +22,9 @@ def test_bench_on_cpu(workload, demo_root, tmp_path, capsys):
     unit = "images_per_s" if workload == "train" else "captions_per_s"
     assert hf["path"] == "hf" and fast["path"] == "fast" and hf[unit] > 0 and fast[unit] > 0
     assert fast["ratio_to_baseline"] == pytest.approx(fast[unit] / hf[unit])
-    assert hf["gflop_per_item_counted"] > 0.01 and hf["mfu"] is None and hf["device_kind"] == "cpu"
+    assert hf["gflop_per_item_counted"] > 0.01
+    if hf["device_kind"] == "cpu":
+        assert hf["mfu"] is None and hf["peak_mem_gb"] is None
     assert {"torch", "transformers", "date", "device", "peak_mem_gb"} <= set(hf)
     if workload == "decode":
         assert fast["identical_to_generate"] == 1.0

