@@ -234,7 +234,10 @@ def run_decoding_grid(
         preds, speed = caption_split(captioner, images, ids, batch_size=batch_size,
                                      **config.generate_kwargs(max_new_tokens))
         name = f"{run_prefix}_{model_name}_{config.name}"
+        # `subset` tells notebook 08 to score the run on its own images instead of rejecting the
+        # missing IDs as an official validator would.
         run_meta = {"model": model_name, "decoding": asdict(config), "max_new_tokens": max_new_tokens,
+                    "subset": len(ids) < len(frame),
                     "batch_size": batch_size, "device": str(captioner.device), **speed, **(meta or {})}
         run_dir = write_run_dir(name, "captions", split, str(data_dir), preds, meta=run_meta)
         result = evaluate_captions(gt, preds, protocol=protocol, metrics=metrics, out_dir=run_dir)

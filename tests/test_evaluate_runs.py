@@ -30,3 +30,18 @@ def test_baselines_and_all_runs(demo_root, tmp_path):
     assert row["diff"] > 0 and row["low"] > 0 and row["p_value"] < 0.05
     per_image_metrics = table[(table.status == "ok") & ~table.metric.isin(["f1_micro", "f1_macro"])]
     assert np.isfinite(per_image_metrics.ci_low).all()  # every per-image metric carries a CI
+
+
+def test_declared_subset_run_is_scored_on_its_images(demo_root, tmp_path):
+    runs = tmp_path / "runs"
+    frame = read_captions(demo_root / "test_captions.csv")
+    truth = dict(zip(frame.ID[:10], frame.Caption[:10]))
+    write_run_dir("subset", "captions", "test", str(demo_root), truth, meta={"subset": True}, runs_root=runs)
+    write_run_dir("undeclared", "captions", "test", str(demo_root), truth, runs_root=runs)
+    table, per_image = evaluate_runs.evaluate_all_runs(runs, protocols=("coco",), n_boot=50, metrics=["rouge1"])
+    by_run = table.set_index("run")
+    assert by_run.loc["undeclared", "status"] == "invalid"  # the official rule: every ID of the split
+    subset = table[(table.run == "subset") & (table.metric == "rouge1")].iloc[0]
+    assert subset.status == "ok" and subset.value == pytest.approx(1.0) and subset.n == 10
+    assert "subset: 10 of 40 images" in subset.note
+    assert len(per_image["subset"]["coco"]) == 10
