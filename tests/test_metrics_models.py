@@ -153,3 +153,22 @@ def test_clip_and_bleurt_unavailable_reasons(monkeypatch):
         load_clip(device="cpu")
     with pytest.raises(MetricUnavailable, match="bleurt"):
         bleurt_scores(["a"], ["a"])
+
+
+def test_reused_scorer_equals_fresh_bert_score_with_and_without_idf():
+    """The scorer is cached across calls; switching idf on and off must match fresh bert_score scorers."""
+    from bert_score import BERTScorer
+
+    from medcap_utils.metrics import bertscore as bs
+
+    cands = ["ct of the chest shows a nodule", "mri of the knee", "ultrasound of the liver"]
+    refs = ["ct chest with a small nodule in the right lobe", "knee mri sagittal", "abdominal ultrasound liver cyst"]
+    idf_docs = refs + ["ct of the abdomen", "x-ray of the chest"]
+    path = bs.minilm_path()
+    for idf in (True, False, True):
+        ours = bs.bertscore(cands, refs, model_type=path, num_layers=6, idf=idf, idf_sents=idf_docs if idf else None,
+                            device="cpu")
+        fresh = BERTScorer(model_type=path, num_layers=6, idf=idf, idf_sents=idf_docs if idf else None, device="cpu")
+        _, _, f = fresh.score(cands, refs)
+        np.testing.assert_allclose(ours["f1"], f.numpy(), rtol=1e-6)
+    assert len([k for k in bs._SCORERS if k[0] == path]) == 1

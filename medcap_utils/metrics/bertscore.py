@@ -52,22 +52,42 @@ def _patch_empty_sentences() -> None:
     utils.sent_encode = sent_encode
 
 
+_SCORERS: dict = {}  # (model, layers, batch, device) -> BERTScorer or the MetricUnavailable it raised
+
+
 def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None, idf: bool = False,
                 idf_sents: list[str] | None = None, batch_size: int = 32, device: str | None = None):
     """A ``bert_score.BERTScorer``; a model that cannot be loaded (offline, no local copy) raises
     :class:`MetricUnavailable` with the reason. ``model_type`` may be a hub id or a local directory
-    (then ``num_layers`` is required, bert_score only knows layers for hub ids)."""
+    (then ``num_layers`` is required, bert_score only knows layers for hub ids).
+
+    The model is loaded once per process and reused (notebook 08 scores dozens of runs under two
+    protocols; reloading deberta-xlarge-mnli for each would dominate); only the idf weights change,
+    and they are recomputed only when ``idf_sents`` change.
+    """
     from bert_score import BERTScorer
 
     _patch_empty_sentences()
     if idf and not idf_sents:
         raise ValueError("idf=True needs idf_sents (the 2025 protocol uses the preprocessed ground truth)")
-    try:
-        return BERTScorer(model_type=model_type, num_layers=num_layers, idf=idf,
-                          idf_sents=list(idf_sents) if idf else None, batch_size=batch_size,
-                          device=device or default_device())
-    except (OSError, ValueError, KeyError, ImportError) as err:
-        raise MetricUnavailable(f"BERTScore model {model_type!r} could not be loaded: {str(err)[:300]}") from err
+    key = (model_type, num_layers, batch_size, device or default_device())
+    if key not in _SCORERS:
+        try:
+            _SCORERS[key] = BERTScorer(model_type=model_type, num_layers=num_layers, idf=False,
+                                       batch_size=batch_size, device=key[3])
+        except (OSError, ValueError, KeyError, ImportError) as err:
+            _SCORERS[key] = MetricUnavailable(f"BERTScore model {model_type!r} could not be loaded: {str(err)[:300]}")
+    scorer = _SCORERS[key]
+    if isinstance(scorer, MetricUnavailable):
+        raise scorer
+    scorer._idf = idf  # bert_score exposes it read-only; score() reads it per call
+    if idf:
+        sents = tuple(idf_sents)
+        if getattr(scorer, "_medcap_idf_sents", None) != sents:
+            scorer._idf_dict = None  # silences bert_score's "overwriting" warning: replacing is intended
+            scorer.compute_idf(list(sents))
+            scorer._medcap_idf_sents = sents
+    return scorer
 
 
 def bertscore(candidates: list[str], references: list[str], model_type: str = OFFICIAL_MODEL,
