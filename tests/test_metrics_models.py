@@ -172,3 +172,24 @@ def test_reused_scorer_equals_fresh_bert_score_with_and_without_idf():
         _, _, f = fresh.score(cands, refs)
         np.testing.assert_allclose(ours["f1"], f.numpy(), rtol=1e-6)
     assert len([k for k in bs._SCORERS if k[0] == path]) == 1
+
+
+def test_embedding_cache_is_per_model_object_and_exact():
+    """Cached embeddings: a second call with shared references equals an uncached computation, and
+    a different model object never reads another's entries."""
+    import bert_score.utils as utils
+    from bert_score import BERTScorer
+
+    from medcap_utils.metrics import bertscore as bs
+
+    path = bs.minilm_path()
+    refs = ["ct of the chest shows a nodule", "mri of the knee", "pet of the whole body"]
+    first = bs.bertscore(["a b c", "mri knee", "pet scan"], refs, model_type=path, num_layers=6, device="cpu")
+    cached_before = len(bs._EMBEDDINGS)
+    second = bs.bertscore(["ct chest nodule", "mri knee", "pet"], refs, model_type=path, num_layers=6, device="cpu")
+    assert len(bs._EMBEDDINGS) == cached_before + 2  # only the two new candidates were encoded
+    uncached = BERTScorer(model_type=path, num_layers=6, device="cpu")
+    assert getattr(utils.get_bert_embedding, "medcap_cached", False)  # the new scorer goes through the cache too,
+    _, _, f = uncached.score(["ct chest nodule", "mri knee", "pet"], refs)
+    np.testing.assert_allclose(second["f1"], f.numpy(), rtol=1e-5)
+    assert first["f1"][1] == pytest.approx(second["f1"][1])

@@ -10,6 +10,8 @@ Used by notebook 08 through :mod:`medcap_utils.metrics.imageclef`.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from medcap_utils.metrics import MetricUnavailable
@@ -52,6 +54,57 @@ def _patch_empty_sentences() -> None:
     utils.sent_encode = sent_encode
 
 
+_TOKENS = itertools.count()
+_EMBEDDINGS: "OrderedDict" = None  # (model token, all_layers, sentence) -> unpadded embedding rows, CPU
+EMBEDDING_CACHE_MB = 1024  # bound on cached embeddings; references of a large split fit, old entries go first
+
+
+def _patch_embedding_cache() -> None:
+    """Memoise bert_score's sentence embeddings per model and sentence.
+
+    Notebook 08 scores every run of a split against the same references, under two protocols that
+    preprocess identically, so almost every sentence was already encoded. Embeddings do not depend
+    on idf (only the weights do, recomputed here from ``idf_dict`` each call), and a sentence's
+    token embeddings do not depend on the other sentences in its batch beyond float rounding.
+    """
+    from collections import OrderedDict
+
+    import bert_score.utils as utils
+    import torch
+
+    global _EMBEDDINGS
+    if getattr(utils.get_bert_embedding, "medcap_cached", False):
+        return
+    _EMBEDDINGS = OrderedDict()
+    original = utils.get_bert_embedding
+    budget = {"bytes": 0}
+
+    def get_bert_embedding(all_sens, model, tokenizer, idf_dict, batch_size=-1, device="cuda:0", all_layers=False):
+        # A token stored on the model object, not id(model): ids are reused after garbage collection.
+        if not hasattr(model, "_medcap_cache_token"):
+            model._medcap_cache_token = next(_TOKENS)
+        key = (model._medcap_cache_token, all_layers)
+        missing = [s for s in dict.fromkeys(all_sens) if (key, s) not in _EMBEDDINGS]
+        if missing:
+            emb, mask, _ = original(missing, model, tokenizer, idf_dict, batch_size, device, all_layers)
+            for row, sentence in enumerate(missing):
+                value = emb[row, : int(mask[row].sum())].cpu()
+                _EMBEDDINGS[(key, sentence)] = value
+                budget["bytes"] += value.numel() * value.element_size()
+        _, padded_idf, _, mask = utils.collate_idf(all_sens, tokenizer, idf_dict, device=device)
+        rows = [_EMBEDDINGS[(key, s)] for s in all_sens]
+        out = torch.zeros((len(rows), mask.shape[1], *rows[0].shape[1:]), dtype=rows[0].dtype)
+        for i, value in enumerate(rows):
+            out[i, : len(value)] = value
+        while budget["bytes"] > EMBEDDING_CACHE_MB * 2**20 and len(_EMBEDDINGS) > len(all_sens):
+            _, old = _EMBEDDINGS.popitem(last=False)
+            budget["bytes"] -= old.numel() * old.element_size()
+        return out.to(device), mask, padded_idf
+
+    get_bert_embedding.medcap_cached = True
+    utils.get_bert_embedding = get_bert_embedding
+
+
 _SCORERS: dict = {}  # (model, layers, batch, device) -> BERTScorer or the MetricUnavailable it raised
 
 
@@ -68,6 +121,7 @@ def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None,
     from bert_score import BERTScorer
 
     _patch_empty_sentences()
+    _patch_embedding_cache()
     if idf and not idf_sents:
         raise ValueError("idf=True needs idf_sents (the 2025 protocol uses the preprocessed ground truth)")
     key = (model_type, num_layers, batch_size, device or default_device())
