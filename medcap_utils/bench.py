@@ -122,8 +122,8 @@ def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) ->
     from transformers import BlipForConditionalGeneration
 
     from medcap_utils.models.blip import blip_tokenizer, caption_targets, make_blip_loss
-    from medcap_utils.models.blip_fast import (LengthGroupedSampler, caption_lengths, compile_blip, enable_sdpa,
-                                               fused_adamw, make_fast_blip_loss)
+    from medcap_utils.models.blip_fast import (LengthGroupedSampler, caption_lengths, compile_blip, disable_sdpa,
+                                               enable_sdpa, fused_adamw, make_fast_blip_loss)
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if dev.type == "cuda" and args.dtype == "bf16" else torch.float32
@@ -166,8 +166,12 @@ def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) ->
             opt.zero_grad(set_to_none=True)
 
         counted = min(2, args.steps + args.warmup)  # forward + backward of the first batches, per image
+        if path == "fast":
+            disable_sdpa(model)  # the counter misses CPU SDPA kernels; eager attention does the same FLOPs
         flops = sum(count_flops(lambda i=i: _fwd_bwd(model, loss_fn, batch_at(i), dev, dtype))
                     for i in range(counted)) / counted
+        if path == "fast":
+            enable_sdpa(model)
         model.zero_grad(set_to_none=True)
         if args.compile:
             compile_blip(model) if path == "fast" else model.compile()
