@@ -15,7 +15,6 @@ import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -67,13 +66,9 @@ def notebook_parameters(config: dict, notebook: Path, overrides: dict) -> dict:
 
 
 def package_versions() -> dict:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    from medcap_utils.metrics.provenance import package_versions as versions
+
+    return versions(PACKAGES)
 
 
 def git_state(root: Path) -> dict:
