@@ -5,16 +5,12 @@ import pandas as pd
 import pytest
 
 from medcap_utils import stats
-from medcap_utils.data import modality_of, read_captions, read_concepts
+from medcap_utils.data import modality_of, split_frame
 
 
 @pytest.fixture(scope="module")
 def sample_frames(sample_dir):
-    frame = read_captions(sample_dir / "test_captions.csv").rename(columns={"ID": "id", "Caption": "caption"})
-    cuis = dict(zip(*read_concepts(sample_dir / "test_concepts.csv").T.values))
-    frame["cuis"] = [cuis[i] for i in frame["id"]]
-    frame["modality"] = pd.Series([modality_of(c) for c in frame["cuis"]], dtype=object)
-    return {"test": frame}
+    return {"test": split_frame(sample_dir, "test")}  # the sample keeps the ROCOv2 file names
 
 
 def test_caption_lengths_of_real_rows(sample_frames):
