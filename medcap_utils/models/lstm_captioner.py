@@ -12,7 +12,9 @@ Used by notebook ``07_explainable_lstm_captioner``. Three parts, as in the paper
   Its attention weights are the paper's "word importance" (Fig. 3).
 * **Decoder** -- an LSTM with Show-Attend-Tell additive visual attention. At step t its input is
   [embedding of the previous word; attended visual context; semantic feature], where the semantic
-  feature is the self-attention pooling of the GRU states over the words read *so far*.
+  feature is the self-attention pooling of the GRU states over the words read *so far*. With
+  ``deep_output`` (Show-Attend-Tell's eq. 7) the word is predicted from the LSTM state plus the
+  attended context and the previous word.
 
 Interpretation (the paper is silent on it): at test time there is no ground-truth caption, so the
 semantic encoder cannot read one. We let it read the decoder's own prefix (teacher-forced ground
@@ -81,6 +83,11 @@ class LSTMCaptionerConfig:
     # Average-pool the last feature map by this factor before attention (1 = off): fewer, coarser
     # cells for the same small receptive field (the demo's cost is in the attention over cells).
     grid_pool: int = 1
+    # Show-Attend-Tell's deep output layer (their eq. 7): the word is predicted from the LSTM state
+    # *plus* the attended context and the previous word, not from the state alone. The attended
+    # context then reaches the word's logits in one linear step, so what the attention picks is what
+    # the word is read from.
+    deep_output: bool = False
     encoder_config: dict = field(default_factory=dict)  # ResNetConfig.to_dict() of the visual encoder
 
 
@@ -160,6 +167,8 @@ class LSTMCaptioner(nn.Module):
         self.lstm = nn.LSTMCell(E + C + S, D)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(D, config.vocab_size)
+        self.context_out = nn.Linear(C, D) if config.deep_output else None
+        self.word_out = nn.Linear(E, D) if config.deep_output else None
 
     # ---- encoder ------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -198,7 +207,10 @@ class LSTMCaptioner(nn.Module):
         context, alpha = self.attention(feats_proj, feats, h)
         context = torch.sigmoid(self.gate(h)) * context
         h, c = self.lstm(torch.cat([word_emb, context, semantic], -1), (h, c))
-        return self.head(self.drop(h)), h, c, alpha
+        out = h
+        if self.context_out is not None:
+            out = h + self.context_out(context) + self.word_out(word_emb)
+        return self.head(self.drop(out)), h, c, alpha
 
     # ---- training -----------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> dict:

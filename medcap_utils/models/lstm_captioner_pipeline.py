@@ -164,7 +164,7 @@ def load_recipe(path, profile: str = "demo") -> dict:
 
 _MODEL_KEYS = ("embed_dim", "semantic_dim", "attention_dim", "decoder_dim", "dropout", "init_state",
                "position_embedding", "position_in_scores",
-               "grid_pool")
+               "grid_pool", "deep_output")
 
 
 def _encoder_path(model_cfg: dict, out_dir: Path) -> str:
