@@ -14,14 +14,14 @@ from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConf
 V, L = 30, 5
 
 
-def tiny_model(tmp_path=None, freeze=False, seed=0) -> LSTMCaptioner:
+def tiny_model(tmp_path=None, freeze=False, seed=0, deep_output=False) -> LSTMCaptioner:
     torch.manual_seed(seed)
     encoder = ResNetModel(small_resnet_config(8))
     if tmp_path is not None:  # through the same from_pretrained loader as microsoft/resnet-50
         encoder.save_pretrained(tmp_path / "resnet")
         encoder = load_visual_encoder(tmp_path / "resnet")
     cfg = LSTMCaptionerConfig(vocab_size=V, num_labels=L, embed_dim=16, semantic_dim=16, attention_dim=16,
-                              decoder_dim=32, dropout=0.0, freeze_encoder=freeze)
+                              decoder_dim=32, dropout=0.0, freeze_encoder=freeze, deep_output=deep_output)
     return LSTMCaptioner(cfg, encoder)
 
 
@@ -76,8 +76,9 @@ def test_incremental_semantic_state_matches_teacher_forcing():
         assert torch.allclose(step, full[:, t], atol=1e-5)
 
 
-def test_beam_of_one_equals_greedy_and_beam_is_at_least_as_likely():
-    model = tiny_model(seed=3).eval()
+@pytest.mark.parametrize("deep_output", [False, True])
+def test_beam_of_one_equals_greedy_and_beam_is_at_least_as_likely(deep_output):
+    model = tiny_model(seed=3, deep_output=deep_output).eval()
     x, _ = batch(B=3, seed=4)
     greedy = model.greedy(x, max_len=10)
     beam1 = model.beam_search(x, beam_size=1, max_len=10)
@@ -100,6 +101,18 @@ def test_beam_of_one_equals_greedy_and_beam_is_at_least_as_likely():
         return (lp * keep).sum(1)
 
     assert (logprob(beam3["ids"]) >= logprob(greedy["ids"]) - 1e-4).all()
+
+
+def test_deep_output_reads_the_attended_context():
+    """Show-Attend-Tell's deep output: the step's attended context reaches the logits directly,
+    not only through the LSTM state."""
+    model = tiny_model(deep_output=True).eval()
+    x, ids = batch(B=1)
+    base = model(x, ids)["logits"]
+    with torch.no_grad():
+        model.context_out.weight.zero_()
+    assert not torch.allclose(base, model(x, ids)["logits"])
+    assert model.context_out.in_features == model.encoder.config.hidden_sizes[-1]
 
 
 def test_teacher_forced_loss_decreases_on_tiny_overfit():
@@ -167,36 +180,52 @@ def test_attention_hit_rate_counts_peaks_in_boxes():
 # ---- demo: trained on the synthetic data -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def demo_run(demo_root, tmp_path_factory):
-    """The demo recipe trained on the 240-image demo fixture (one torch thread, ~1 min on 2 cores)."""
+def train_root(tmp_path_factory):
+    """600/100/100 demo images (seed 0): the 240-image session fixture is too few for the decoder to
+    learn where findings are (its grounding on held-out images swung between chance and 2x by seed)."""
+    from medcap_utils.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("xai-train")
+    synthesize(root, seed=0, n_train=600, n_valid=100, n_test=100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_run(train_root, tmp_path_factory):
+    """The demo recipe trained on ``train_root`` (one torch thread, ~1 min on 2 shared cores)."""
     from medcap_utils.models import lstm_captioner_pipeline as xai
     from medcap_utils.paths import repo_root
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     recipe = xai.load_recipe(repo_root() / "configs/recipes/xai-lstm-2021.yaml", "demo")
-    recipe["train"].update(epochs=25, batch_size=32)  # 240 images: more, smaller steps than on 1,200
-    out = xai.train_captioner(demo_root, recipe, tmp_path_factory.mktemp("xai"))
-    test = xai.split_frame(demo_root, "test")
-    cache = xai.get_image_cache(demo_root, "test", recipe["model"]["image_size"])
+    recipe["train"].update(epochs=20)  # 600 images: as many steps as the recipe's 10 epochs on 1,200
+    out = xai.train_captioner(train_root, recipe, tmp_path_factory.mktemp("xai"))
+    test = xai.split_frame(train_root, "test")
+    cache = xai.get_image_cache(train_root, "test", recipe["model"]["image_size"])
     images = cache.images[[cache.index[i] for i in test["id"]]]
     yield xai, recipe, out, test, images
     torch.set_num_threads(threads)
 
 
+def untrained_model(xai, recipe, vocab, labels, out_dir, seed=0):
+    """The demo architecture with fresh random weights (the baseline a trained model must beat)."""
+    torch.manual_seed(seed)
+    return xai.build_model(vocab, labels, xai._encoder_path(recipe["model"], out_dir), False,
+                           {k: recipe["model"][k] for k in xai._MODEL_KEYS if k in recipe["model"]})
+
+
 @pytest.mark.slow
-def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, demo_root):
+def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, train_root):
     from medcap_utils.baselines import most_frequent_caption
 
     xai, recipe, out, test, images = demo_run
     gt = dict(zip(test["id"], test["caption"]))
     ids = list(test["id"])
     trained = xai.generate(out["model"], out["vocab"], images, ids, max_len=28).captions
-    torch.manual_seed(0)
-    fresh = xai.build_model(out["vocab"], out["labels"], xai._encoder_path(recipe["model"], demo_root.parent / "xai-fresh"),
-                            False, {k: recipe["model"][k] for k in xai._MODEL_KEYS if k in recipe["model"]})
+    fresh = untrained_model(xai, recipe, out["vocab"], out["labels"], train_root.parent / "xai-fresh")
     untrained = xai.generate(fresh, out["vocab"], images, ids, max_len=28).captions
-    frequent = {i: most_frequent_caption(xai.split_frame(demo_root, "train")["caption"]) for i in ids}
+    frequent = {i: most_frequent_caption(xai.split_frame(train_root, "train")["caption"]) for i in ids}
     bleu4 = {name: xai.coco_metrics(gt, pred, metrics=("Bleu_4",))["Bleu_4"]
              for name, pred in [("trained", trained), ("untrained", untrained), ("frequent", frequent)]}
     paper = {name: xai.imageclef_bleu(gt, pred)["bleu"]
@@ -240,28 +269,62 @@ def test_finding_word_steps_point_at_the_finding_and_location_words(demo_root):
 
 @pytest.fixture(scope="module")
 def heldout_root(tmp_path_factory):
-    """200 more demo images (seed 1) that the model never trained or selected on."""
+    """400 more demo images (seed 1) that the model never trained or selected on (~300 name a
+    finding with a box, so a hit rate of 0.15 is known to about +-0.02)."""
     from medcap_utils.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("heldout")
-    synthesize(root, seed=1, n_train=0, n_valid=0, n_test=200, workers=1)
+    synthesize(root, seed=1, n_train=0, n_valid=0, n_test=400)
     return root
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="attention at the finding word is at or below chance on the demo: "
-                   "peak in box 2.8% vs 7.9% chance, mass 0.021 vs area 0.031 (8x8 grid, 1,200 images); finer "
-                   "grids with small receptive fields (96 px, one stage, 24x24 or 12x12, position embeddings "
-                   "in or out of the scores, 8-20 epochs) stayed within noise of chance: see notebook 07")
-def test_demo_attention_lands_on_finding_more_often_than_chance(demo_run, heldout_root):
-    xai, recipe, out, _, _ = demo_run
-    test = xai.split_frame(heldout_root, "test")
-    cache = xai.get_image_cache(heldout_root, "test", recipe["model"]["image_size"])
+def finding_grounding(xai, model, vocab, text, root, size) -> dict:
+    """Peak-in-box rate and attention mass in the box at the step that emits the finding word,
+    teacher-forced on ``root``'s test captions, with their chance levels."""
+    test = xai.split_frame(root, "test")
+    cache = xai.get_image_cache(root, "test", size)
     images = cache.images[[cache.index[i] for i in test["id"]]]
     gt = dict(zip(test["id"], test["caption"]))
-    found = xai.finding_word_attention(out["model"], out["vocab"], out["text"], images, list(test["id"]), gt,
-                                       xai.finding_boxes(heldout_root, "test"))
-    res = attention_hit_rate(found["maps"], found["boxes"], steps=found["steps"]["finding word"])
-    assert res["n"] >= 80
-    assert res["hit_rate"] >= 1.5 * res["chance_peak"], res
-    assert res["attention_mass"] > res["chance_area"], res
+    found = xai.finding_word_attention(model, vocab, text, images, list(test["id"]), gt,
+                                       xai.finding_boxes(root, "test"))
+    return attention_hit_rate(found["maps"], found["boxes"], steps=found["steps"]["finding word"])
+
+
+def grounded(res: dict) -> bool:
+    """The issue's criterion with a margin on the mass: the peak lands in the box at least 1.5x as
+    often as a random cell's would, and the attention mass in the box is at least 1.25x the box's
+    area share (what uniform attention puts there). The margin is needed because the hit rate alone
+    is cheap: a random decoder's peak favours bright blobs, and in a probe one untrained decoder reached
+    2.2x chance (mass 1.09x area; four untrained seeds: 0.89-1.09x). Trained demo models: 1.5-1.7x."""
+    return res["hit_rate"] >= 1.5 * res["chance_peak"] and res["attention_mass"] >= 1.25 * res["chance_area"]
+
+
+def test_untrained_attention_does_not_pass_the_grounding_check(demo_root, heldout_root, tmp_path):
+    """The check can fail: the same architecture with random weights does not look at the finding."""
+    from medcap_utils.models import lstm_captioner_pipeline as xai
+    from medcap_utils.paths import repo_root
+
+    recipe = xai.load_recipe(repo_root() / "configs/recipes/xai-lstm-2021.yaml", "demo")
+    text = xai.CaptionTextConfig(**recipe["text"])
+    frame = xai.split_frame(demo_root, "train")
+    vocab = text.build_vocab(frame["caption"])
+    labels = xai.label_space(frame, vocab, text, "concepts", recipe["model"]["label_min_count"])
+    for seed in (0, 1):
+        model = untrained_model(xai, recipe, vocab, labels, tmp_path, seed=seed).eval()
+        res = finding_grounding(xai, model, vocab, text, heldout_root, recipe["model"]["image_size"])
+        assert res["n"] >= 200
+        assert not grounded(res), res
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="grounding is real but not robust to the training seed: with the demo "
+                   "recipe (96 px, 12x12 cells, SAT deep output, cosine) on 600 images, held-out peak-in-box / mass "
+                   "in box vs chance was 2.5x / 1.5x (seed 42, this test, n=287), 2.6x / 1.7x (seed 1) but 1.4x / "
+                   "1.0x (seed 0); the notebook's 1,200-image run (seed 42) was 1.1x / 0.9x. Content-only scores "
+                   "rescued seed 0 and lost seed 42")
+def test_demo_attention_lands_on_finding_more_often_than_chance(demo_run, heldout_root):
+    xai, recipe, out, _, _ = demo_run
+    res = finding_grounding(xai, out["model"], out["vocab"], out["text"], heldout_root,
+                            recipe["model"]["image_size"])
+    assert res["n"] >= 200
+    assert grounded(res), res
