@@ -79,12 +79,8 @@ class BlipStepper:
         self.images, self.beams, self.rows = image_embeds.shape[0], beams, image_embeds.shape[0] * beams
         self.max_length, self.static = max_length, static or compile
         device = image_embeds.device
-        # cross-attention keys/values once per image: (layers, images, heads, patches, head_dim)
         self.cross_k, self.cross_v = [], []
-        for layer in self.layers:
-            ca = layer.crossattention.self
-            self.cross_k.append(self._heads(ca.key(image_embeds)))
-            self.cross_v.append(self._heads(ca.value(image_embeds)))
+        self.load_images(image_embeds)
         kv_dtype = self.cross_k[0].dtype
         shape = (len(self.layers), self.rows, self.heads, max_length, self.head_dim)
         self.self_k = torch.zeros(shape, dtype=kv_dtype, device=device)
@@ -93,6 +89,19 @@ class BlipStepper:
         self._step = self._static_step if self.static else self._exact_step
         if compile:
             self._step = torch.compile(self._static_step, mode=compile_mode, dynamic=False)
+
+    def load_images(self, image_embeds: torch.Tensor) -> None:
+        """Cross-attention keys/values once per image, ``(images, heads, patches, head_dim)`` per layer; a later
+        batch of the same shape is copied into the same tensors (CUDA graphs read them there)."""
+        for i, layer in enumerate(self.layers):
+            ca = layer.crossattention.self
+            k, v = self._heads(ca.key(image_embeds)), self._heads(ca.value(image_embeds))
+            if len(self.cross_k) <= i:
+                self.cross_k.append(k)
+                self.cross_v.append(v)
+            else:
+                self.cross_k[i].copy_(k)
+                self.cross_v[i].copy_(v)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
@@ -174,53 +183,93 @@ def _prompt(model, batch: int, device) -> torch.Tensor:
     return torch.full((batch, 1), model.config.text_config.bos_token_id, dtype=torch.long, device=device)
 
 
-def greedy(stepper: BlipStepper, prompt: torch.Tensor, max_length: int, eos: int, pad: int, ngram: int):
-    """Greedy search as HF's ``_sample`` without sampling: finished rows get ``pad``; stops when all end."""
-    rows, start = prompt.shape
-    seq = torch.full((rows, max_length), pad, dtype=torch.long, device=prompt.device)
-    seq[:, :start] = prompt
-    unfinished = torch.ones(rows, dtype=torch.bool, device=prompt.device)
-    length = start
-    for cur in range(start, max_length):
-        scores = ban_repeated_ngrams(seq[:, :cur], stepper.step(seq[:, cur - 1], cur - 1), ngram)
-        nxt = torch.where(unfinished, scores.argmax(dim=-1), pad)
-        seq[:, cur] = nxt
-        unfinished &= nxt != eos
-        length = cur + 1
-        if not bool(unfinished.any()):  # one host sync per step, as in generate
-            break
-    return seq[:, :length]
+def _keep(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> None:
+    """``old <- new`` while the search is active; after it has stopped the state stays frozen."""
+    old.copy_(torch.where(active, new, old))
 
 
-def beam_search(stepper: BlipStepper, prompt: torch.Tensor, max_length: int, eos: int, pad: int, ngram: int,
-                beams: int, length_penalty: float = 1.0, early_stopping: bool | str = False) -> torch.Tensor:
-    """Beam search with HF ``_beam_search`` semantics; returns the best hypothesis per image."""
-    batch, start = prompt.shape
-    dev = prompt.device
-    keep = 2 * beams  # one end token: HF keeps max(2, 1 + n_eos) * beams candidates
-    fill = pad if pad else eos  # HF fills with `pad or eos`, so a pad id of 0 means the end token
-    running = torch.full((batch, beams, max_length), fill, dtype=torch.long, device=dev)
-    running[:, :, :start] = prompt[:, None]
-    done_seq = running.clone()
-    run_scores = torch.zeros(batch, beams, device=dev)
-    run_scores[:, 1:] = NEG  # only the first beam expands at step one
-    done_scores = torch.full((batch, beams), NEG, device=dev)
-    done_flag = torch.zeros(batch, beams, dtype=torch.bool, device=dev)
-    done_len = torch.zeros(batch, beams, dtype=torch.long, device=dev)  # generated tokens of each kept hypothesis
-    improvable = torch.ones(batch, 1, dtype=torch.bool, device=dev)
-    top_half = torch.arange(keep, device=dev) < beams
-    offsets = torch.arange(batch, device=dev)[:, None] * beams
-    for cur in range(start, max_length):
-        flat = running.view(batch * beams, max_length)
-        logp = F.log_softmax(stepper.step(flat[:, cur - 1], cur - 1), dim=-1)
-        logp = ban_repeated_ngrams(flat[:, :cur], logp, ngram)
+class GreedySearch:
+    """Greedy search as HF's ``_sample`` without sampling: finished rows get ``pad``; stops when all rows end.
+
+    The state lives in preallocated tensors and ``step(cur)`` changes it in place with no host sync, so a
+    step can be replayed as a CUDA graph; once every row has ended (``active`` false) steps change nothing
+    that is returned, so running a few steps past HF's stopping point gives the same output.
+    """
+
+    def __init__(self, stepper: BlipStepper, rows: int, max_length: int, eos: int, pad: int, ngram: int, device):
+        self.stepper, self.max_length, self.eos, self.pad, self.ngram = stepper, max_length, eos, pad, ngram
+        self.seq = torch.full((rows, max_length), pad, dtype=torch.long, device=device)
+        self.unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+        self.length = torch.zeros((), dtype=torch.long, device=device)
+        self.active = torch.ones((), dtype=torch.bool, device=device)
+
+    def reset(self, prompt: torch.Tensor) -> None:
+        self.start = prompt.shape[1]
+        self.seq.fill_(self.pad)
+        self.seq[:, :self.start] = prompt
+        self.unfinished.fill_(True)
+        self.length.fill_(self.start)
+        self.active.fill_(True)
+
+    def step(self, cur: int) -> None:
+        scores = ban_repeated_ngrams(self.seq[:, :cur], self.stepper.step(self.seq[:, cur - 1], cur - 1), self.ngram)
+        nxt = torch.where(self.unfinished, scores.argmax(dim=-1), self.pad)
+        self.seq[:, cur] = nxt  # after the stop nxt is all pad, beyond the returned length
+        self.unfinished &= nxt != self.eos
+        _keep(self.active, torch.full_like(self.length, cur + 1), self.length)
+        self.active &= self.unfinished.any()
+
+    def result(self) -> torch.Tensor:
+        return self.seq[:, : int(self.length)]
+
+
+class BeamSearch:
+    """Beam search with HF ``_beam_search`` semantics (see the module docstring); state as in :class:`GreedySearch`."""
+
+    def __init__(self, stepper: BlipStepper, batch: int, beams: int, max_length: int, eos: int, pad: int, ngram: int,
+                 length_penalty: float, early_stopping, device):
+        self.stepper, self.batch, self.beams, self.max_length = stepper, batch, beams, max_length
+        self.eos, self.ngram, self.lp, self.early = eos, ngram, length_penalty, early_stopping
+        self.fill = pad if pad else eos  # HF fills with `pad or eos`, so a pad id of 0 means the end token
+        self.keep = 2 * beams  # one end token: HF keeps max(2, 1 + n_eos) * beams candidates
+        shape = (batch, beams)
+        self.running = torch.full((*shape, max_length), self.fill, dtype=torch.long, device=device)
+        self.done_seq = torch.empty_like(self.running)
+        self.run_scores = torch.zeros(shape, device=device)
+        self.done_scores = torch.zeros(shape, device=device)
+        self.done_flag = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.done_len = torch.zeros(shape, dtype=torch.long, device=device)  # generated tokens of each kept hypothesis
+        self.improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
+        self.active = torch.ones((), dtype=torch.bool, device=device)
+        self.top_half = torch.arange(self.keep, device=device) < beams
+        self.offsets = torch.arange(batch, device=device)[:, None] * beams
+        self.identity = torch.arange(batch * beams, device=device)
+
+    def reset(self, prompt: torch.Tensor) -> None:
+        self.start = prompt.shape[1]
+        self.running.fill_(self.fill)
+        self.running[:, :, :self.start] = prompt[:, None]
+        self.done_seq.copy_(self.running)
+        self.run_scores.fill_(0.0)
+        self.run_scores[:, 1:] = NEG  # only the first beam expands at step one
+        self.done_scores.fill_(NEG)
+        self.done_flag.fill_(False)
+        self.done_len.fill_(0)
+        self.improvable.fill_(True)
+        self.active.fill_(True)
+
+    def step(self, cur: int) -> None:
+        batch, beams, start, lp, active = self.batch, self.beams, self.start, self.lp, self.active
+        flat = self.running.view(batch * beams, self.max_length)
+        logp = F.log_softmax(self.stepper.step(flat[:, cur - 1], cur - 1), dim=-1)
+        logp = ban_repeated_ngrams(flat[:, :cur], logp, self.ngram)
         vocab = logp.shape[-1]
-        total = (logp.view(batch, beams, vocab) + run_scores[:, :, None]).view(batch, beams * vocab)
-        cand_scores, cand_idx = torch.topk(total, keep)
+        total = (logp.view(batch, beams, vocab) + self.run_scores[:, :, None]).view(batch, beams * vocab)
+        cand_scores, cand_idx = torch.topk(total, self.keep)
         parent, token = cand_idx // vocab, cand_idx % vocab
-        cand = torch.take_along_dim(running, parent[..., None], dim=1)
+        cand = torch.take_along_dim(self.running, parent[..., None], dim=1)
         cand[:, :, cur] = token
-        ends = (token == eos) | (cur + 1 >= max_length)
+        ends = (token == self.eos) | (cur + 1 >= self.max_length)
         # running beams for the next step: the best candidates that did not end
         live_scores = cand_scores + ends.to(torch.float32) * NEG
         pick = torch.topk(live_scores, beams)[1]
@@ -228,37 +277,111 @@ def beam_search(stepper: BlipStepper, prompt: torch.Tensor, max_length: int, eos
         run_scores = torch.take_along_dim(live_scores, pick, dim=1)
         parents = torch.take_along_dim(parent, pick, dim=1)
         # finished hypotheses: only candidates among the top `beams` count, scored with the length penalty
-        new_done = ends & top_half
-        normed = cand_scores / ((cur + 1 - start) ** length_penalty)
-        normed = normed + (done_flag.all(dim=-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
-        normed = normed + (~improvable).to(torch.float32) * NEG
+        new_done = ends & self.top_half
+        normed = cand_scores / ((cur + 1 - start) ** lp)  # a Python divisor, as HF (CUDA: times its reciprocal)
+        normed = normed + (self.done_flag.all(dim=-1, keepdim=True) & (self.early is True)).to(torch.float32) * NEG
+        normed = normed + (~self.improvable).to(torch.float32) * NEG
         normed = normed + (~new_done) * NEG
-        merged_scores = torch.cat((done_scores, normed), dim=1)
+        merged_scores = torch.cat((self.done_scores, normed), dim=1)
         sel = torch.topk(merged_scores, beams)[1]
-        done_seq = torch.take_along_dim(torch.cat((done_seq, cand), dim=1), sel[..., None], dim=1)
+        done_seq = torch.take_along_dim(torch.cat((self.done_seq, cand), dim=1), sel[..., None], dim=1)
         done_scores = torch.take_along_dim(merged_scores, sel, dim=1)
-        done_flag = torch.take_along_dim(torch.cat((done_flag, new_done), dim=1), sel, dim=1)
+        done_flag = torch.take_along_dim(torch.cat((self.done_flag, new_done), dim=1), sel, dim=1)
         new_len = torch.full_like(token, cur + 1 - start)
-        done_len = torch.take_along_dim(torch.cat((done_len, new_len), dim=1), sel, dim=1)
-        stepper.reorder((parents + offsets).view(-1), upto=cur)
+        done_len = torch.take_along_dim(torch.cat((self.done_len, new_len), dim=1), sel, dim=1)
+        self.stepper.reorder(torch.where(active, (parents + self.offsets).view(-1), self.identity), upto=cur)
         # can a running beam still beat the worst kept hypothesis? (HF's heuristic; sticky per image)
-        hyp_len = (max_length if early_stopping == "never" and length_penalty > 0.0 else cur + 1) - start
-        best_running = run_scores[:, :1] / (hyp_len ** length_penalty)
+        hyp_len = (self.max_length if self.early == "never" and lp > 0.0 else cur + 1) - start
+        best_running = run_scores[:, :1] / (hyp_len ** lp)
         worst_done = torch.where(done_flag, done_scores.min(dim=1, keepdim=True)[0], NEG)
-        improvable = improvable & (best_running > worst_done).any(dim=-1, keepdim=True)
-        go_on = improvable.any() & ~(done_flag.all() & (early_stopping is True)) & ~ends.all()
-        if not bool(go_on):
+        improvable = self.improvable & (best_running > worst_done).any(dim=-1, keepdim=True)
+        go_on = improvable.any() & ~(done_flag.all() & (self.early is True)) & ~ends.all()
+        for new, old in ((running, self.running), (run_scores, self.run_scores), (done_seq, self.done_seq),
+                         (done_scores, self.done_scores), (done_flag, self.done_flag), (done_len, self.done_len),
+                         (improvable, self.improvable)):
+            _keep(active, new, old)
+        self.active &= go_on
+
+    def result(self) -> torch.Tensor:
+        best = self.done_seq[:, 0]
+        return best[:, : self.start + int(self.done_len[:, 0].max())]
+
+
+def run_search(search, start: int, max_length: int, graphs: "StepGraphs | None" = None, check_every: int = 1):
+    """Steps ``start .. max_length - 1`` (eagerly, or replaying one CUDA graph per step), reading the stop
+    flag every ``check_every`` steps (each read is a host sync; HF's loop reads it every step)."""
+    for i, cur in enumerate(range(start, max_length)):
+        if graphs is None:
+            search.step(cur)
+        else:
+            graphs.run(cur, search.step)
+        if (i + 1) % check_every == 0 and not bool(search.active):
             break
-    best = done_seq[:, 0]
-    return best[:, : start + int(done_len[:, 0].max())]
+    return search.result()
+
+
+class StepGraphs:
+    """One CUDA graph per decoding step, captured the first time a step runs and replayed afterwards.
+
+    All graphs share one memory pool (they replay in capture order); everything a step hands to the
+    next lives in tensors allocated outside the graphs (the search state, the stepper's caches).
+    """
+
+    def __init__(self, stream):
+        self.graphs, self.pool, self.stream = {}, torch.cuda.graph_pool_handle(), stream
+
+    def run(self, cur: int, step) -> None:
+        graph = self.graphs.get(cur)
+        if graph is None:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                step(cur)
+            self.graphs[cur] = graph
+        graph.replay()
+
+
+class _GraphedDecoder:
+    """Stepper, search state and step graphs kept on the model between calls of the same shape (GPU only)."""
+
+    def __init__(self, model, image_embeds, beams, max_length, gen, eos, pad, ngram):
+        self.stream = torch.cuda.Stream()
+        self.stepper = BlipStepper(model, image_embeds, beams, max_length)
+        batch, dev = image_embeds.shape[0], image_embeds.device
+        self.search = GreedySearch(self.stepper, batch, max_length, eos, pad, ngram, dev) if beams == 1 else \
+            BeamSearch(self.stepper, batch, beams, max_length, eos, pad, ngram, gen.length_penalty,
+                       gen.early_stopping, dev)
+        self.graphs, self.calls = StepGraphs(self.stream), 0
+
+    def __call__(self, image_embeds, prompt, max_length: int):
+        self.stepper.load_images(image_embeds)
+        self.search.reset(prompt)
+        self.calls += 1
+        if self.calls == 1:  # the first call runs eagerly on the capture stream: lazy initialisation, no capture
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                out = run_search(self.search, prompt.shape[1], max_length).clone()
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return out
+        return run_search(self.search, prompt.shape[1], max_length, self.graphs, check_every=4).clone()
+
+
+def _graph_key(model, pixel_values, beams, max_length, gen, ngram, eos, pad):
+    params = (model.text_decoder.cls.predictions.decoder.weight, model.text_decoder.bert.embeddings.word_embeddings.weight)
+    return (pixel_values.shape[0], pixel_values.dtype, pixel_values.device, beams, max_length, gen.length_penalty,
+            str(gen.early_stopping), ngram, eos, pad, tuple((p.data_ptr(), p.dtype) for p in params))
 
 
 @torch.no_grad()
 def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, static: bool = False,
-                  compile: bool = False, compile_mode: str | None = None, **generate_kwargs) -> torch.LongTensor:
+                  compile: bool = False, compile_mode: str | None = None, cuda_graphs: bool | None = None,
+                  check_every: int = 1, **generate_kwargs) -> torch.LongTensor:
     """Drop-in for ``BlipForConditionalGeneration.generate(pixel_values=..., **generate_kwargs)`` (no prompt).
 
-    ``static`` runs the fixed-shape step (whole key buffer, masked); ``compile`` also wraps it in
+    ``cuda_graphs`` (default: on when the model is on a GPU and nothing is compiled) keeps the decoder state
+    on the model and replays each step as a CUDA graph from the second call of a batch shape on (the
+    weights are read at replay time, so training in between is seen; moving or casting the model makes new
+    graphs). ``check_every``: steps between reads of the stop flag when not replaying graphs (tests use it
+    to show that steps past HF's stopping point change nothing). ``static`` runs the fixed-shape step (whole key buffer, masked); ``compile`` also wraps it in
     ``torch.compile(mode=compile_mode)``. Raises :class:`UnsupportedGeneration` for options it does not implement.
     """
     gen = resolve_generation_config(model, **generate_kwargs)
@@ -267,11 +390,24 @@ def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: b
     prompt = _prompt(model, pixel_values.shape[0], pixel_values.device)
     max_length = gen.max_new_tokens + prompt.shape[1] if gen.max_new_tokens is not None else gen.max_length
     beams = gen.num_beams or 1
+    ngram = gen.no_repeat_ngram_size or 0
     image_embeds = model.vision_model(pixel_values=pixel_values,
                                       interpolate_pos_encoding=interpolate_pos_encoding).last_hidden_state
+    if cuda_graphs is None:
+        cuda_graphs = pixel_values.is_cuda and not (static or compile)
+    if cuda_graphs:
+        key = _graph_key(model, pixel_values, beams, max_length, gen, ngram, eos, pad)
+        cached = getattr(model, "_medcap_step_graphs", None)
+        if cached is None or cached[0] != key:  # one shape kept per model: a new shape frees the old graphs
+            model._medcap_step_graphs = None
+            cached = (key, _GraphedDecoder(model, image_embeds, beams, max_length, gen, eos, pad, ngram))
+            model._medcap_step_graphs = cached
+        return cached[1](image_embeds, prompt, max_length)
     stepper = BlipStepper(model, image_embeds, beams, max_length, static, compile, compile_mode)
-    ngram = gen.no_repeat_ngram_size or 0
     if beams == 1:
-        return greedy(stepper, prompt, max_length, eos, pad, ngram)
-    return beam_search(stepper, prompt, max_length, eos, pad, ngram, beams, gen.length_penalty,
-                       gen.early_stopping)
+        search = GreedySearch(stepper, prompt.shape[0], max_length, eos, pad, ngram, prompt.device)
+    else:
+        search = BeamSearch(stepper, prompt.shape[0], beams, max_length, eos, pad, ngram, gen.length_penalty,
+                            gen.early_stopping, prompt.device)
+    search.reset(prompt)
+    return run_search(search, prompt.shape[1], max_length, check_every=check_every)

@@ -109,6 +109,16 @@ def test_fixed_shape_step_identical(models, num_beams):
                            models[seed].generate(pixel_values=px, **kwargs))
 
 
+@pytest.mark.parametrize("num_beams", [1, 3, 5])
+def test_steps_past_the_stop_change_nothing(models, num_beams):
+    """Graph replay reads the stop flag every few steps: extra steps after HF would stop leave the output as is."""
+    for seed in range(4):
+        px = pixels(6, seed)
+        kwargs = dict(num_beams=num_beams, no_repeat_ngram_size=3, max_new_tokens=25)
+        ref = models[seed].generate(pixel_values=px, **kwargs)
+        assert torch.equal(fast_generate(models[seed], px, check_every=1000, **kwargs), ref)
+
+
 def test_caption_engines_agree(models):
     """``generate_captions`` (notebooks 02-04, decoding grid) gives the same captions with either engine."""
     import numpy as np
