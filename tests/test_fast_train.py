@@ -165,6 +165,29 @@ def test_finetune_blip_fast_follows_plain(tiny, tmp_path):
     history = {}
     for fast in (False, True):
         m = copy.deepcopy(model)
-        history[fast] = finetune_blip(m, processor, data, cfg, fast=fast).history["train_loss"].to_numpy()
+        result = finetune_blip(m, processor, data, cfg, fast=fast, length_grouped=False)  # same batches
+        history[fast] = result.history["train_loss"].to_numpy()
         assert all("forward" not in mod.__dict__ for mod in m.modules())
     np.testing.assert_allclose(history[True], history[False], rtol=1e-3)
+
+
+def test_pixels_indexed_from_a_device_cache_give_the_same_loss(tiny, tmp_path):
+    """Batches carrying cache rows instead of pixels (the GPU path of finetune_blip) give the same loss."""
+    from medcap_utils.data.cache import ImageCache
+    from medcap_utils.models.blip_fast import images_to_device
+    from medcap_utils.models.captioning_data import CaptionImageCacheDataset, make_caption_collate
+
+    model, processor = tiny
+    images = np.random.default_rng(3).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    ids = [f"img{i}" for i in range(10)]
+    data = CaptionImageCacheDataset(ImageCache(tmp_path, ids, images), ids[::-1], [CAPTIONS[i % 6] for i in range(10)])
+    collate = make_caption_collate(processor.tokenizer, model.config.text_config.bos_token_id, 40)
+    with_pixels = collate([data[i] for i in (1, 4, 7)])
+    rows_only = collate([data.without_images()[i] for i in (1, 4, 7)])
+    assert "images" not in rows_only and torch.equal(rows_only["rows"], torch.tensor([8, 5, 2]))
+    assert images_to_device(data.cache, "cpu") is None  # only a GPU holds the cache
+    loss = make_fast_blip_loss(processor)
+    from_cache = make_fast_blip_loss(processor, device_images=torch.from_numpy(images))
+    with torch.no_grad():
+        assert torch.equal(loss(model, with_pixels), from_cache(model, rows_only))
+        assert not torch.equal(loss(model, with_pixels), from_cache(model, {**rows_only, "rows": rows_only["rows"] + 1}))

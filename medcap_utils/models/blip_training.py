@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from medcap_utils.paths import resolve
@@ -99,14 +100,18 @@ def make_evaluate_fn(processor, valid, n_images: int = 200, decoding: dict | Non
 def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_length: int = 200,
                   label_smoothing: float | None = 0.1, freeze_vision: bool = False, freeze_text: bool = False,
                   prompt: str | None = None, eval_images: int = 200, decoding: dict | None = None,
-                  fast: bool = False) -> TrainResult:
+                  fast: bool = False, compile: bool = False, on_step=None,
+                  length_grouped: bool = True) -> TrainResult:
     """Fine-tune ``model`` in place on a :class:`CaptionImageCacheDataset` (validation loss and caption
     metrics per epoch when ``valid`` is given). Freezing switches: vision encoder / text decoder.
 
-    ``fast``: train through :mod:`medcap_utils.models.blip_fast` (SDPA attention, chunked cross-entropy;
-    the model is given back with its eager attention)."""
+    ``fast``: train through :mod:`medcap_utils.models.blip_fast`: SDPA attention, chunked cross-entropy,
+    batches of similar caption length when ``length_grouped`` (same loss and gradients per batch; the model
+    is given back with its eager attention). ``compile``: ``torch.compile`` the vision encoder and text decoder (GPU runs).
+    ``on_step(global_step)`` is passed to :func:`fit` (the benchmark times steps with it)."""
     from medcap_utils.models.blip import freeze, make_blip_loss, set_label_smoothing
-    from medcap_utils.models.blip_fast import make_fast_blip_loss, sdpa_attention
+    from medcap_utils.models.blip_fast import LengthGroupedSampler, caption_lengths, compile_blip, \
+        images_to_device, make_fast_blip_loss, no_cudnn_attention, sdpa_attention
     from medcap_utils.models.captioning_data import make_caption_collate
 
     if label_smoothing is not None:
@@ -114,12 +119,24 @@ def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_len
     trainable = freeze(model, vision_encoder=freeze_vision, text_decoder=freeze_text)
     collate = make_caption_collate(processor.tokenizer, model.config.text_config.bos_token_id, max_length, prompt)
     evaluate = make_evaluate_fn(processor, valid, eval_images, decoding) if valid is not None and eval_images else None
+    if compile:
+        compile_blip(model)
     if not fast:
         return fit(model, train, cfg, make_blip_loss(processor), collate_fn=collate, valid_dataset=valid,
-                   evaluate_fn=evaluate, trainable_params=trainable)
-    with sdpa_attention(model):  # captions are right-padded by caption_targets
-        return fit(model, train, cfg, make_fast_blip_loss(processor), collate_fn=collate, valid_dataset=valid,
-                   evaluate_fn=evaluate, trainable_params=trainable)
+                   evaluate_fn=evaluate, trainable_params=trainable, on_step=on_step)
+    sampler = None
+    if length_grouped:
+        texts = [f"{prompt} {c}" if prompt else c for c in train.captions]
+        sampler = LengthGroupedSampler(caption_lengths(processor.tokenizer, texts, max_length), cfg.batch_size,
+                                       cfg.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device_images = images_to_device(train.cache, device)
+    if device_images is not None:  # pixels are taken on the GPU by row; workers only tokenise
+        train = train.without_images()
+    loss_fn = make_fast_blip_loss(processor, device_images=device_images)
+    with sdpa_attention(model), no_cudnn_attention():  # captions are right-padded by caption_targets
+        return fit(model, train, cfg, loss_fn, collate_fn=collate, valid_dataset=valid, evaluate_fn=evaluate,
+                   trainable_params=trainable, on_step=on_step, sampler=sampler)
 
 
 def initial_model(recipe: dict, data_dir: str | Path, out_dir: str | Path):

@@ -18,12 +18,17 @@ from medcap_utils.models.blip import caption_targets
 
 
 class CaptionImageCacheDataset(Dataset):
-    """``{"id", "image" (uint8 H x W x 3 tensor), "caption", "modality"}`` for the given IDs of a cache."""
+    """``{"id", "row", "image" (uint8 H x W x 3 tensor), "caption", "modality"}`` for the given IDs of a cache.
 
-    def __init__(self, cache: ImageCache, ids: list[str], captions: list[str], modalities: list | None = None):
+    ``with_images=False`` leaves the image out (the row in the cache is enough when the whole cache already
+    sits on the GPU, see :func:`medcap_utils.models.blip_training.finetune_blip`).
+    """
+
+    def __init__(self, cache: ImageCache, ids: list[str], captions: list[str], modalities: list | None = None,
+                 with_images: bool = True):
         if len(ids) != len(captions):
             raise ValueError("ids and captions differ in length")
-        self.cache, self.ids, self.captions = cache, list(ids), list(captions)
+        self.cache, self.ids, self.captions, self.with_images = cache, list(ids), list(captions), with_images
         self.rows = np.array([cache.index[i] for i in self.ids], dtype=np.int64)
         self.modalities = list(modalities) if modalities is not None else [None] * len(self.ids)
 
@@ -31,8 +36,15 @@ class CaptionImageCacheDataset(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict:
-        image = torch.from_numpy(np.array(self.cache.images[self.rows[i]]))  # copy out of the memory map
-        return {"id": self.ids[i], "image": image, "caption": self.captions[i], "modality": self.modalities[i]}
+        item = {"id": self.ids[i], "row": int(self.rows[i]), "caption": self.captions[i],
+                "modality": self.modalities[i]}
+        if self.with_images:
+            item["image"] = torch.from_numpy(np.array(self.cache.images[self.rows[i]]))  # copy out of the memory map
+        return item
+
+    def without_images(self) -> "CaptionImageCacheDataset":
+        """The same items with rows instead of pixels (workers then pass only text between processes)."""
+        return CaptionImageCacheDataset(self.cache, self.ids, self.captions, self.modalities, with_images=False)
 
     def images(self, indices=None) -> np.ndarray:
         """uint8 array of (a subset of) the images, in dataset order (for generation)."""
@@ -52,11 +64,14 @@ def caption_dataset(data_dir: str | Path, split: str, image_size: int, limit: in
 
 
 def make_caption_collate(tokenizer, bos_token_id: int, max_length: int = 200, prompt: str | None = None):
-    """Batch -> ``{"images" uint8 (B,H,W,3), "input_ids", "attention_mask", "labels", "ids"}``."""
+    """Batch -> ``{"images" uint8 (B,H,W,3), "rows", "input_ids", "attention_mask", "labels", "ids"}`` (no
+    ``images`` when the items carry none)."""
 
     def collate(items: list[dict]) -> dict:
         batch = caption_targets(tokenizer, [it["caption"] for it in items], bos_token_id, max_length, prompt)
-        batch["images"] = torch.stack([it["image"] for it in items])
+        if "image" in items[0]:
+            batch["images"] = torch.stack([it["image"] for it in items])
+        batch["rows"] = torch.tensor([it["row"] for it in items])
         batch["ids"] = [it["id"] for it in items]
         return batch
 
