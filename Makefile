@@ -17,11 +17,12 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: help env reproduce test test-unit test-notebooks demo-data clean-reports java
+.PHONY: help env reproduce test test-unit test-notebooks demo-data clean-reports java bench-gpu
 
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2] [DATA=/path/to/rocov2]  execute every notebook"
 	@echo "make test                                                   unit tests + nbval"
+	@echo "make bench-gpu [BENCH_PY=python3]                           issue 6's GPU benchmarks -> reports/benchmarks"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -49,6 +50,19 @@ reproduce: env
 test: env
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
+
+# Issue 6's measurements on one GPU, in the order that answers the open questions first (see
+# reports/benchmarks/h100-2026-11-23/README.md). BENCH_PY: an interpreter that already has torch with CUDA.
+BENCH_PY   ?= $(PY)
+BENCH_ARGS ?= --json --out reports/benchmarks --captions ../shared/data/rocov2-sample/test_captions.csv
+bench-gpu:
+	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 4 --profile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.bench decode --model base --batch-size 512 --num-beams 3 --steps 4 --warmup 1 --profile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.bench decode --model base --batch-size 256 --num-beams 1 --steps 4 --warmup 1 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile-fast-only $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.bench train --model large --batch-size 64 --steps 20 --warmup 4 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.bench train --model large --image-size 384 --batch-size 32 --steps 10 --warmup 3 $(BENCH_ARGS)
 
 clean-reports:
 	rm -rf reports/notebooks reports/figures reports/tables reports/runs reports/manifest.json

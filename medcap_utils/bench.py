@@ -483,7 +483,8 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         device = "".join(c if c.isalnum() else "-" for c in records[0]["device"]).strip("-").lower()
         tags = f"-beam{args.num_beams}" if args.workload == "decode" else (f"-pad{args.pad_to}" if args.pad_to else "")
-        tags += f"-bs{args.batch_size}-{records[0]['dtype']}" + ("-compile" if args.compile else "")
+        compiled = "-compile" if args.compile else "-compilefast" if args.compile_fast_only else ""
+        tags += f"-bs{args.batch_size}-{records[0]['dtype']}{compiled}"
         name = f"{records[0]['date'][:10]}-{device}-{records[0]['workload']}{tags}.json"
         (out / name).write_text(json.dumps(records, indent=2, default=str))
         print(f"wrote {out / name}")
