@@ -96,9 +96,9 @@ class BlipStepper:
         for i, layer in enumerate(self.layers):
             ca = layer.crossattention.self
             k, v = self._heads(ca.key(image_embeds)), self._heads(ca.value(image_embeds))
-            if len(self.cross_k) <= i:
-                self.cross_k.append(k)
-                self.cross_v.append(v)
+            if len(self.cross_k) <= i:  # contiguous: matmul would otherwise copy the heads' view every step
+                self.cross_k.append(k.contiguous())
+                self.cross_v.append(v.contiguous())
             else:
                 self.cross_k[i].copy_(k)
                 self.cross_v[i].copy_(v)
