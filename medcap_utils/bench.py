@@ -241,15 +241,9 @@ def _plain_hf_train(model, processor, data, order, tok, args, dev, dtype, worker
     from torch.utils.data import DataLoader
 
     from medcap_utils.models.blip import make_blip_loss, set_label_smoothing
-    from medcap_utils.models.captioning_data import make_caption_collate
 
     set_label_smoothing(model, 0.1)
-    collate = make_caption_collate(tok, tok.bos_token_id, args.max_length)
-    if args.pad_to:
-        def collate(items, pad=args.pad_to):  # noqa: F811  (the seeds' fixed padding)
-            batch = _padded_targets(tok, [it["caption"] for it in items], pad)
-            batch["images"] = torch.stack([it["image"] for it in items])
-            return batch
+    collate = _collate(tok, args)
     loader = DataLoader(data, batch_size=args.batch_size, sampler=order, collate_fn=collate, num_workers=workers,
                         pin_memory=dev.type == "cuda", drop_last=True)
     loss_fn = make_blip_loss(processor)
@@ -266,18 +260,29 @@ def _plain_hf_train(model, processor, data, order, tok, args, dev, dtype, worker
         timer(step)
 
 
+def _collate(tok, args):
+    """Batches as the plain path pads them: to the batch's longest caption, or to ``--pad-to`` (the seeds')."""
+    from medcap_utils.models.captioning_data import make_caption_collate
+
+    if not args.pad_to:
+        return make_caption_collate(tok, tok.bos_token_id, args.max_length)
+
+    def collate(items):
+        batch = _padded_targets(tok, [it["caption"] for it in items], args.pad_to)
+        batch["images"] = torch.stack([it["image"] for it in items])
+        return batch
+
+    return collate
+
+
 def _counted_flops(model, loss_fn, tok, data, order, bs, dev, dtype, args) -> float:
     """FLOPs of forward + backward, averaged over the first two batches of ``order`` (eager attention: the
     counter misses CPU SDPA kernels; the FLOPs are the same)."""
-    from medcap_utils.models.blip import caption_targets
-
+    collate = _collate(tok, args)
     total, counted = 0, min(2, len(order) // bs)
     for i in range(counted):
-        idx = order[i * bs:(i + 1) * bs]
-        caps = [data.captions[j] for j in idx]
-        enc = _padded_targets(tok, caps, args.pad_to) if args.pad_to else caption_targets(
-            tok, caps, tok.bos_token_id, args.max_length)
-        batch = {k: v.to(dev) for k, v in {**enc, "images": torch.from_numpy(data.images(idx))}.items()}
+        batch = collate([data[j] for j in order[i * bs:(i + 1) * bs]])
+        batch = {k: v.to(dev) for k, v in batch.items() if torch.is_tensor(v)}
         total += count_flops(lambda b=batch: _fwd_bwd(model, loss_fn, b, dev, dtype))
     model.zero_grad(set_to_none=True)
     return total / max(counted, 1)
