@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -63,6 +64,10 @@ def test_fit_learns_and_records_history(tmp_path):
     assert {"train_loss", "val_loss", "lr", "seconds", "step"} <= set(h.columns)
     assert h["val_loss"].iloc[-1] < 0.5 * h["val_loss"].iloc[0]
     assert h["step"].iloc[-1] == 4 * 6 == result.global_step
+    # one loss per optimiser step; each epoch's train_loss is the mean of its (equal-sized) batches' losses
+    assert len(result.step_losses) == result.global_step
+    per_epoch = np.array(result.step_losses[:-6]).reshape(3, 6).mean(1)
+    np.testing.assert_allclose(per_epoch, h["train_loss"].iloc[:3], rtol=1e-5)
     assert result.best["epoch"] == int(h["val_loss"].idxmin()) + 1
     assert (tmp_path / "best" / "model.pt").exists()
 
@@ -70,15 +75,17 @@ def test_fit_learns_and_records_history(tmp_path):
 def test_gradient_accumulation_matches_a_larger_batch():
     """batch 4 x accumulate 3 must give the same update as batch 12 (mean losses, SGD, no dropout)."""
     train, _ = toy_data(n_train=48)
-    weights = []
+    weights, curves = [], []
     for batch, accum in [(12, 1), (4, 3)]:
         torch.manual_seed(0)
         model = nn.Linear(8, 1)
         cfg = TrainConfig(epochs=2, lr=0.1, optimizer="sgd", momentum=0.0, batch_size=batch, grad_accum=accum,
                           progress=False)
-        fit(model, train, cfg, mse_loss)
+        curves.append(fit(model, train, cfg, mse_loss).step_losses)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)
+    assert len(curves[0]) == len(curves[1]) == 8  # a step's loss is the mean of its micro-batches
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-5)
 
 
 def test_freezing_by_trainable_params_leaves_the_rest_unchanged():

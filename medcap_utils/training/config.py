@@ -109,3 +109,6 @@ class TrainResult:
     global_step: int = 0
     stopped_early: bool = False
     best_dir: Path | None = None
+    #: training loss of every optimiser step (mean over its accumulated micro-batches), this process; the
+    #: loss-curve comparison of fast and plain BLIP training (``medcap_utils.loss_curves``) reads it
+    step_losses: list[float] = field(default_factory=list)

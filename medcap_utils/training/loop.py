@@ -57,6 +57,7 @@ class _LoopState:
         self.loss_count = 0
         self.epoch_seconds = 0.0  # time spent in the current epoch before the checkpoint
         self.history: list[dict] = []
+        self.step_losses: list[float] = []  # mean micro-batch loss of each optimiser step, this process
         self.best: dict = {}
         self.bad_epochs = 0
         self.stopped_early = False
@@ -177,9 +178,14 @@ def fit(
     in ``cfg.output_dir/checkpoints`` when ``cfg.resume``.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import broadcast_object_list, set_seed
 
     t_call = time.perf_counter()
+    # Accelerate keeps its settings in a process-wide singleton that refuses a second mixed-precision setting;
+    # each fit call is its own run (a notebook may train in fp32, then in bf16), so that part is reset here.
+    # The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -262,11 +268,16 @@ def fit(
         loader_rng.manual_seed(cfg.seed * 7919 + state.epoch)  # worker seeds depend on the epoch only
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
         running = torch.zeros((), device=accelerator.device)  # loss sum since the last flush
+        step_sum, step_micro = torch.zeros((), device=accelerator.device), 0  # this optimiser step's micro-batches
+        step_losses: list[torch.Tensor] = []  # per optimiser step, on the device until the next flush
 
         def flush() -> None:
             state.loss_sum += float(running.item())
             state.loss_count = state.batches_done
             running.zero_()
+            if step_losses:  # one transfer for all steps since the last flush
+                state.step_losses.extend(torch.stack(step_losses).tolist())
+                step_losses.clear()
 
         bar = tqdm(total=batches_per_epoch, initial=state.batches_done, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                    disable=not (cfg.progress and accelerator.is_local_main_process), leave=False)
@@ -282,10 +293,14 @@ def fit(
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
             running += loss.detach().float()
+            step_sum += loss.detach().float()
+            step_micro += 1
             state.batches_done += 1
             bar.update(1)
             if not accelerator.sync_gradients:
                 continue
+            step_losses.append(step_sum / step_micro)  # an epoch's last step may have fewer micro-batches
+            step_sum, step_micro = torch.zeros_like(step_sum), 0
             state.global_step += 1
             if state.global_step % max(cfg.log_every, 1) == 0:
                 flush()  # a host sync, only every log_every steps
@@ -342,4 +357,5 @@ def fit(
     history = pd.DataFrame(state.history)
     return TrainResult(history=history, best=dict(state.best), wall_time_s=time.perf_counter() - t_call,
                        train_time_s=float(history["seconds"].sum()) if len(history) else 0.0, output_dir=out,
-                       global_step=state.global_step, stopped_early=state.stopped_early, best_dir=best_dir)
+                       global_step=state.global_step, stopped_early=state.stopped_early, best_dir=best_dir,
+                       step_losses=list(state.step_losses))
