@@ -5,8 +5,10 @@ to every beam and recomputes their cross-attention keys/values per beam, grows t
 by concatenation, applies ``no_repeat_ngram_size`` per step over the whole batch and reorders both caches
 on every beam step. Here the vision encoder runs once, each image's cross-attention keys/values are
 computed once and shared by its beams (beams are the query rows of one matrix product), the
-self-attention keys/values live in a preallocated buffer, and the beam bookkeeping works on
-``(batch, beams)`` tensors. The selection rules (top-2K candidates, length penalty ``len ** lp``,
+self-attention keys/values live in a preallocated buffer where each beam writes its own slot and nothing
+is ever copied (a beam reorder only rewrites a small table of which slot holds each position of each
+beam's history; attention reads all slots of an image in one product and keeps the right column), and
+the beam bookkeeping works on ``(batch, beams)`` tensors. The selection rules (top-2K candidates, length penalty ``len ** lp``,
 the early-stopping heuristic and its ``"never"`` variant, which finished hypotheses are kept, the
 output length and fill token) follow ``GenerationMixin._beam_search`` of transformers 5.x, so the
 tokens are identical in float32 (``tests/test_fast_decode.py`` checks greedy and beam 3/4/5/10).
@@ -82,9 +84,14 @@ class BlipStepper:
         self.cross_k, self.cross_v = [], []
         self.load_images(image_embeds)
         kv_dtype = self.cross_k[0].dtype
-        shape = (len(self.layers), self.rows, self.heads, max_length, self.head_dim)
+        # self-attention keys/values: each beam writes its own slot, never moved (see reorder)
+        shape = (len(self.layers), self.images, self.heads, max_length, beams, self.head_dim)
         self.self_k = torch.zeros(shape, dtype=kv_dtype, device=device)
         self.self_v = torch.zeros(shape, dtype=kv_dtype, device=device)
+        # slot[image, beam, t]: whose slot holds position t of this beam's history (its own until reordered)
+        self.own = torch.arange(beams, device=device).expand(self.images, beams)
+        self.slot = torch.empty(self.images, beams, max_length, dtype=torch.long, device=device)
+        self.reset()
         self.positions = torch.arange(max_length, device=device)
         self._step = self._static_step if self.static else self._exact_step
         if compile:
@@ -112,11 +119,15 @@ class BlipStepper:
             return self._step(tokens, torch.tensor(pos, device=tokens.device))
         return self._step(tokens, pos)
 
-    def reorder(self, rows: torch.Tensor, upto: int) -> None:
-        """Beam search picked new parents: row i now continues row ``rows[i]`` (positions ``< upto``)."""
-        end = self.max_length if self.static else upto
-        self.self_k[:, :, :, :end] = self.self_k[:, rows, :, :end]
-        self.self_v[:, :, :, :end] = self.self_v[:, rows, :, :end]
+    def reset(self) -> None:
+        """A new batch: every beam's history is its own slot again."""
+        self.slot.copy_(self.own[:, :, None].expand_as(self.slot))
+
+    def reorder(self, parents: torch.Tensor, upto: int) -> None:
+        """Beam search picked new parents: beam j of each image now continues beam ``parents[image, j]``
+        (positions ``< upto``). Only the small slot table moves; the cached keys/values stay where they
+        were written (HF copies the whole cache of every layer here, on every step)."""
+        self.slot[:, :, :upto] = torch.take_along_dim(self.slot[:, :, :upto], parents[..., None], dim=1)
 
     def _decoder(self, tokens, pos, attend) -> torch.Tensor:
         position_ids = pos.view(1, 1) if torch.is_tensor(pos) else torch.full((1, 1), pos, device=tokens.device)
@@ -139,24 +150,45 @@ class BlipStepper:
     def _merge(self, ctx: torch.Tensor) -> torch.Tensor:
         return ctx.permute(0, 2, 1, 3).reshape(self.rows, 1, self.heads * self.head_dim)
 
+    def _by_image(self, x: torch.Tensor) -> torch.Tensor:
+        """(rows, heads, 1, dim) -> (images, heads, beams, dim): an image's beams as query rows."""
+        return x.view(self.images, self.beams, self.heads, self.head_dim).transpose(1, 2)
+
+    def _self_attention(self, i: int, q: torch.Tensor, length: int, future=None) -> torch.Tensor:
+        """Attention of every beam over its own history, read through ``slot``: the scores are taken against
+        all beams' keys of the image at once (one product, ``beams`` times the needed dot products, each
+        key read once), then each beam keeps, per position, the column of the slot its history uses; the
+        values are summed with the same selection. Returns (rows, heads, 1, dim)."""
+        images, heads, beams, dim = self.images, self.heads, self.beams, self.head_dim
+        keys = self.self_k[i, :, :, :length].reshape(images, heads, length * beams, dim)
+        values = self.self_v[i, :, :, :length].reshape(images, heads, length * beams, dim)
+        scores = torch.matmul(self._by_image(q), keys.transpose(-1, -2)) / math.sqrt(dim)
+        scores = scores.view(images, heads, beams, length, beams)
+        if beams > 1:
+            pick = self.slot[:, None, :, :length, None].expand(images, heads, beams, length, 1)
+            scores = torch.gather(scores, -1, pick)
+        scores = scores.squeeze(-1)
+        if future is not None:
+            scores = scores.masked_fill(future, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        if beams > 1:  # zero weight on the slots a beam does not read
+            probs = probs.new_zeros(images, heads, beams, length, beams).scatter_(-1, pick, probs.unsqueeze(-1))
+        ctx = torch.matmul(probs.reshape(images, heads, beams, length * beams), values)
+        return ctx.transpose(1, 2).reshape(self.rows, heads, 1, dim)
+
     def _exact_step(self, tokens, pos: int):
         def attend(i, q, k, v, pos):
-            self.self_k[i, :, :, pos] = k[:, :, 0]
-            self.self_v[i, :, :, pos] = v[:, :, 0]
-            keys, values = self.self_k[i, :, :, : pos + 1], self.self_v[i, :, :, : pos + 1]
-            scores = torch.matmul(q, keys.transpose(-1, -2)) / math.sqrt(self.head_dim)
-            return torch.matmul(scores.softmax(dim=-1), values)
+            self.self_k[i, :, :, pos] = self._by_image(k)
+            self.self_v[i, :, :, pos] = self._by_image(v)
+            return self._self_attention(i, q, pos + 1)
 
         return self._decoder(tokens, pos, attend)
 
     def _static_step(self, tokens, pos: torch.Tensor):
         def attend(i, q, k, v, pos):
-            self.self_k[i].index_copy_(2, pos.view(1), k)
-            self.self_v[i].index_copy_(2, pos.view(1), v)
-            future = (self.positions > pos).view(1, 1, 1, -1)
-            scores = torch.matmul(q, self.self_k[i].transpose(-1, -2)) / math.sqrt(self.head_dim)
-            scores = scores.masked_fill(future, float("-inf"))
-            return torch.matmul(scores.softmax(dim=-1), self.self_v[i])
+            self.self_k[i].index_copy_(2, pos.view(1), self._by_image(k)[:, :, None])
+            self.self_v[i].index_copy_(2, pos.view(1), self._by_image(v)[:, :, None])
+            return self._self_attention(i, q, self.max_length, future=(self.positions > pos).view(1, 1, 1, -1))
 
         return self._decoder(tokens, pos, attend)
 
@@ -242,11 +274,10 @@ class BeamSearch:
         self.improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
         self.active = torch.ones((), dtype=torch.bool, device=device)
         self.top_half = torch.arange(self.keep, device=device) < beams
-        self.offsets = torch.arange(batch, device=device)[:, None] * beams
-        self.identity = torch.arange(batch * beams, device=device)
 
     def reset(self, prompt: torch.Tensor) -> None:
         self.start = prompt.shape[1]
+        self.stepper.reset()
         self.running.fill_(self.fill)
         self.running[:, :, :self.start] = prompt[:, None]
         self.done_seq.copy_(self.running)
@@ -289,7 +320,7 @@ class BeamSearch:
         done_flag = torch.take_along_dim(torch.cat((self.done_flag, new_done), dim=1), sel, dim=1)
         new_len = torch.full_like(token, cur + 1 - start)
         done_len = torch.take_along_dim(torch.cat((self.done_len, new_len), dim=1), sel, dim=1)
-        self.stepper.reorder(torch.where(active, (parents + self.offsets).view(-1), self.identity), upto=cur)
+        self.stepper.reorder(torch.where(active, parents, self.stepper.own), upto=cur)
         # can a running beam still beat the worst kept hypothesis? (HF's heuristic; sticky per image)
         hyp_len = (self.max_length if self.early == "never" and lp > 0.0 else cur + 1) - start
         best_running = run_scores[:, :1] / (hyp_len ** lp)

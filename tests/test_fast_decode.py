@@ -150,3 +150,26 @@ def test_cross_attention_keys_are_stored_contiguous(models):
     before = stepper.cross_k[0].data_ptr()
     stepper.load_images(model.vision_model(pixel_values=pixels(3, 1)).last_hidden_state)
     assert stepper.cross_k[0].data_ptr() == before  # a new batch is copied into the same tensors
+
+
+@pytest.mark.parametrize("num_beams", [3, 5])
+def test_reused_decoder_state_gives_the_same_tokens(models, num_beams):
+    """A GPU session keeps stepper and search between batches (CUDA graphs replay them): after ``reset`` a
+    second batch through the same state must decode as a fresh one, beam histories (the slot table) included."""
+    from medcap_utils.fast_decode import BeamSearch, BlipStepper, resolve_generation_config, run_search
+
+    model, n, max_length = models[2], 4, 14
+    kwargs = dict(num_beams=num_beams, no_repeat_ngram_size=3, max_length=max_length)
+    gen = resolve_generation_config(model, **kwargs)
+    tc = model.config.text_config
+    embeds = [model.vision_model(pixel_values=pixels(n, s)).last_hidden_state for s in (0, 1)]
+    stepper = BlipStepper(model, embeds[0], num_beams, max_length)
+    search = BeamSearch(stepper, n, num_beams, max_length, tc.sep_token_id, tc.pad_token_id, 3, gen.length_penalty,
+                        gen.early_stopping, embeds[0].device)
+    prompt = torch.full((n, 1), tc.bos_token_id)
+    with torch.no_grad():
+        for s in (0, 1, 0):
+            stepper.load_images(embeds[s])
+            search.reset(prompt)
+            got = run_search(search, 1, max_length)
+            assert torch.equal(got, model.generate(pixel_values=pixels(n, s), **kwargs)), s
