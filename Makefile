@@ -22,7 +22,7 @@ export MPLBACKEND := Agg
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2] [DATA=/path/to/rocov2]  execute every notebook"
 	@echo "make test                                                   unit tests + nbval"
-	@echo "make bench-gpu [BENCH_PY=python3]                           issue 6's GPU benchmarks -> reports/benchmarks"
+	@echo "make bench-gpu [BENCH_PY=python3] [BENCH_ARGS=..] [CURVES_ARGS=..]  issue 6's GPU benchmarks and loss curves"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -63,6 +63,8 @@ bench-gpu:
 	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile $(BENCH_ARGS)
 	$(BENCH_PY) -m medcap_utils.bench train --model large --batch-size 64 --steps 20 --warmup 4 $(BENCH_ARGS)
 	$(BENCH_PY) -m medcap_utils.bench train --model large --image-size 384 --batch-size 32 --steps 10 --warmup 3 $(BENCH_ARGS)
+# fast vs plain loss curves in fp32 and bf16 on the GPU's kernels (CURVES_ARGS: --out DIR --captions CSV --vocab-dir DIR)
+	$(BENCH_PY) -m medcap_utils.loss_curves --model base --image-size 224 --batch-size 64 --steps 300 $(CURVES_ARGS)
 
 clean-reports:
 	rm -rf reports/notebooks reports/figures reports/tables reports/runs reports/manifest.json

@@ -123,11 +123,22 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def _bench_processor(tok):
+def bench_processor(tok):
     """The two things the loss functions read from a BLIP processor (CLIP mean/std as Salesforce's)."""
     image = type("ImageProcessor", (), {"image_mean": [0.48145466, 0.4578275, 0.40821073],
                                         "image_std": [0.26862954, 0.26130258, 0.27577711]})()
     return type("Processor", (), {"tokenizer": tok, "image_processor": image})()
+
+
+def bench_dataset(images: np.ndarray, captions: list[str], n: int):
+    """``n`` (image, caption) items cycling through ``images`` and ``captions`` independently, over an
+    in-memory image cache (also used by :mod:`medcap_utils.loss_curves`)."""
+    from medcap_utils.data.cache import ImageCache
+    from medcap_utils.models.captioning_data import CaptionImageCacheDataset
+
+    ids = [f"img{i}" for i in range(len(images))]
+    return CaptionImageCacheDataset(ImageCache(Path(tempfile.mkdtemp()), ids, images),
+                                    [ids[i % len(ids)] for i in range(n)], [captions[i % len(captions)] for i in range(n)])
 
 
 class _StepTimer:
@@ -177,24 +188,20 @@ def run_train(args, model_name: str, images: np.ndarray, captions: list[str]) ->
     (the function notebooks 02/03 and the recipe CLI call) with ``fast=True``."""
     from transformers import BlipForConditionalGeneration
 
-    from medcap_utils.data.cache import ImageCache
     from medcap_utils.models.blip import blip_tokenizer, make_blip_loss
     from medcap_utils.models.blip_fast import LengthGroupedSampler, caption_lengths, make_fast_blip_loss
     from medcap_utils.models.blip_training import finetune_blip
-    from medcap_utils.models.captioning_data import CaptionImageCacheDataset
     from medcap_utils.training import TrainConfig
 
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
     dtype = torch.bfloat16 if cuda and args.dtype == "bf16" else torch.float32
     tok = blip_tokenizer("bert-uncased", vocab_dir=args.vocab_dir)
-    processor = _bench_processor(tok)
+    processor = bench_processor(tok)
     args.warmup = max(args.warmup, 1)  # the timer starts when warm-up step `warmup` ends
     bs, n_steps = args.batch_size, args.steps + args.warmup
-    ids = [f"img{i}" for i in range(len(images))]
     total = bs * n_steps
-    data = CaptionImageCacheDataset(ImageCache(Path(tempfile.mkdtemp()), ids, images), [ids[i % len(ids)]
-                                    for i in range(total)], [captions[i % len(captions)] for i in range(total)])
+    data = bench_dataset(images, captions, total)
     lengths = np.array(caption_lengths(tok, data.captions, args.max_length))
     # fast: workers only tokenise (pixels are indexed on the GPU); hf: images gathered in the main process,
     # which measured faster than worker processes handing 38 MB batches over shared memory
