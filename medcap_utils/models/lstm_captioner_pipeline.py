@@ -201,7 +201,10 @@ def train_captioner(data_dir, recipe: dict, out_dir, train_overrides: dict | Non
     train_frame = split_frame(data_dir, "train")
     vocab = text.build_vocab(train_frame["caption"])
     labels = label_space(train_frame, vocab, text, m.get("label_kind", "concepts"), m.get("label_min_count", 1))
-    model = build_model(vocab, labels, _encoder_path(m, out_dir), m["freeze_encoder"],
+    encoder = _encoder_path(m, out_dir)
+    # the initial weights follow the recipe's seed, not whatever ran before in this process
+    torch.manual_seed(int(recipe["train"].get("seed", 0)))
+    model = build_model(vocab, labels, encoder, m["freeze_encoder"],
                         {k: m[k] for k in _MODEL_KEYS if k in m})
     size = m["image_size"]
     train_set = CaptionImageDataset(data_dir, "train", size, vocab, text, labels, m.get("label_kind", "concepts"),
