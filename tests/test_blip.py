@@ -25,14 +25,16 @@ def tiny_blip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def demo_root_200_test(tmp_path_factory) -> Path:
-    """The session demo data (seed 0, 240 train / 40 valid images: each split has its own random stream) with
-    200 test images: a rate on 40 images has a standard error of about 0.08, too coarse for a 0.15 margin
-    (a 40-image test read 0.41 on the CI machine and 0.56 here for the same model recipe)."""
+def demo_root_480_200(tmp_path_factory) -> Path:
+    """Demo data (seed 0) with 480 training and 200 test images, for the learning test below. With the
+    session fixture's 240/40 the modality rate was too close to its 0.15 margin: 0.41 on the CI machine
+    (whose floats part from this machine's in the first epoch), 0.51-0.60 here over 4 training seeds on
+    200 test images (a rate on 40 images also has a standard error of about 0.08). With 480 training
+    images it was 0.67 for the weakest of those seeds and 0.68 for the recipe's; the most frequent caption: 0.31."""
     from medcap_utils.data.synth import synthesize
 
-    root = tmp_path_factory.mktemp("demo200")
-    synthesize(root, seed=0, n_train=240, n_valid=40, n_test=200)
+    root = tmp_path_factory.mktemp("demo480")
+    synthesize(root, seed=0, n_train=480, n_valid=40, n_test=200)
     return root
 
 
@@ -128,7 +130,7 @@ def test_generated_captions_are_plain_text(tiny_blip):
 
 
 @pytest.mark.slow
-def test_demo_blip_learns_beyond_untrained_and_most_frequent_caption(demo_root_200_test, tmp_path):
+def test_demo_blip_learns_beyond_untrained_and_most_frequent_caption(demo_root_480_200, tmp_path):
     """Item 9 of the BLIP issue: the fine-tuned demo BLIP beats an untrained one and the most frequent
     training caption on the test split, clearly, in BLEU-4 and in naming the right modality."""
     from medcap_utils.baselines import most_frequent_caption
@@ -139,11 +141,11 @@ def test_demo_blip_learns_beyond_untrained_and_most_frequent_caption(demo_root_2
 
     recipe = load_blip_recipe("configs/recipes/2q2t-2024.yaml", "blip_base", "demo", epochs=40, log_every=50)
     recipe["eval_images"] = 0  # speed: validation loss only
-    untrained, processor = initial_model(recipe, demo_root_200_test, tmp_path)
-    model, processor, result = train_blip_recipe(recipe, demo_root_200_test, tmp_path)
-    test = caption_dataset(demo_root_200_test, "test", recipe["image_size"])
+    untrained, processor = initial_model(recipe, demo_root_480_200, tmp_path)
+    model, processor, result = train_blip_recipe(recipe, demo_root_480_200, tmp_path)
+    test = caption_dataset(demo_root_480_200, "test", recipe["image_size"])
     refs = dict(zip(test.ids, test.captions))
-    train_caps = caption_dataset(demo_root_200_test, "train", recipe["image_size"]).captions
+    train_caps = caption_dataset(demo_root_480_200, "train", recipe["image_size"]).captions
 
     def score(captions):
         return (coco_scores(refs, dict(zip(test.ids, captions)), metrics=["Bleu_4"])["Bleu_4"],
