@@ -137,8 +137,9 @@ def bench_dataset(images: np.ndarray, captions: list[str], n: int):
     from medcap_utils.models.captioning_data import CaptionImageCacheDataset
 
     ids = [f"img{i}" for i in range(len(images))]
-    return CaptionImageCacheDataset(ImageCache(Path(tempfile.mkdtemp()), ids, images),
-                                    [ids[i % len(ids)] for i in range(n)], [captions[i % len(captions)] for i in range(n)])
+    items = [ids[i % len(ids)] for i in range(n)]
+    return CaptionImageCacheDataset(ImageCache(Path(tempfile.mkdtemp()), ids, images), items,
+                                    [captions[i % len(captions)] for i in range(n)])
 
 
 class _StepTimer:

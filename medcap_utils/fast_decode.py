@@ -4,14 +4,14 @@ Hugging Face ``generate`` re-runs work that a captioner does not need: it expand
 to every beam and recomputes their cross-attention keys/values per beam, grows the self-attention cache
 by concatenation, applies ``no_repeat_ngram_size`` per step over the whole batch and reorders both caches
 on every beam step. Here the vision encoder runs once, each image's cross-attention keys/values are
-computed once and shared by its beams (beams are the query rows of one matrix product), the
-self-attention keys/values live in a preallocated buffer where each beam writes its own slot and nothing
-is ever copied (a beam reorder only rewrites a small table of which slot holds each position of each
-beam's history; attention reads all slots of an image in one product and keeps the right column), and
-the beam bookkeeping works on ``(batch, beams)`` tensors. The selection rules (top-2K candidates, length penalty ``len ** lp``,
-the early-stopping heuristic and its ``"never"`` variant, which finished hypotheses are kept, the
-output length and fill token) follow ``GenerationMixin._beam_search`` of transformers 5.x, so the
-tokens are identical in float32 (``tests/test_fast_decode.py`` checks greedy and beam 3/4/5/10).
+computed once and shared by its beams (beams are the query rows of one matrix product), the self-attention
+keys/values live in a preallocated buffer where each beam writes its own slot and nothing is ever copied
+(a beam reorder only rewrites a small table of which slot holds each position of each beam's history;
+attention reads all slots of an image in one product and keeps the right column), and the beam bookkeeping
+works on ``(batch, beams)`` tensors. The selection rules (top-2K candidates, length penalty ``len ** lp``,
+the early-stopping heuristic and its ``"never"`` variant, which finished hypotheses are kept, the output
+length and fill token) follow ``GenerationMixin._beam_search`` of transformers 5.x, so the tokens are
+identical in float32 (``tests/test_fast_decode.py`` checks greedy and beam 3/4/5/10).
 
 Used by ``medcap_utils.models.blip.generate_captions(engine="fast")`` and so by notebooks 02-04 and
 ``medcap_utils.decoding``; timed against ``generate`` by ``python -m medcap_utils.bench decode``.

@@ -18,8 +18,8 @@ first 10 steps, before the drift (``fp32_gap_first10`` at most 1e-5 of the loss)
 run its bf16 curve is no further from the plain bf16 curve (``fast_vs_plain_bf16``, mean absolute
 difference per step) than ``tolerance_factor`` times the plain path's own distance between its bf16 and
 fp32 curves (``bf16_noise``). ``drift_from_step`` says where the fp32 curves first part by more than 1e-3.
-Writes ``curves.csv`` (one row
-per step), ``summary.json`` and ``loss_curves.png`` to ``--out``. Used by the README's speed section.
+Writes ``curves.csv`` (one row per step), ``summary.json`` and ``loss_curves.png`` to ``--out``. Used by
+the README's speed section.
 """
 from __future__ import annotations
 
