@@ -203,8 +203,13 @@ class LSTMCaptioner(nn.Module):
         mean = feats.mean(1) if self.config.init_state == "mean" else feats.new_zeros(feats.shape[0], feats.shape[2])
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
 
-    def _step(self, feats, feats_proj, word_emb, semantic, h, c):
-        context, alpha = self.attention(feats_proj, feats, h)
+    def _step(self, feats, feats_proj, word_emb, semantic, h, c, alpha=None):
+        """One decoder step. ``alpha`` (B, N), when given, replaces the model's own attention (the
+        counterfactual probe of notebook 07: what would the word be if the model looked *there*)."""
+        if alpha is None:
+            context, alpha = self.attention(feats_proj, feats, h)
+        else:
+            context = torch.einsum("bn,bnc->bc", alpha, feats)
         context = torch.sigmoid(self.gate(h)) * context
         h, c = self.lstm(torch.cat([word_emb, context, semantic], -1), (h, c))
         out = h
@@ -213,10 +218,13 @@ class LSTMCaptioner(nn.Module):
         return self.head(self.drop(out)), h, c, alpha
 
     # ---- training -----------------------------------------------------------------------------
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> dict:
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                attention_override: dict[int, torch.Tensor] | None = None) -> dict:
         """Teacher forcing. ``input_ids`` (B, T) = ``<start> w1 .. wn <end> <pad>..``; step t reads
         id t and predicts id t+1. Returns logits (B, T-1, V), alphas (B, T-1, N), label logits (B, L)
-        and the semantic word weights (B, T-1)."""
+        and the semantic word weights (B, T-1). ``attention_override`` {step: (B, N) weights} makes
+        those steps attend where it says instead of where the model would."""
+        attention_override = attention_override or {}
         feats, feats_proj, _ = self.encode(pixel_values)
         inputs = input_ids[:, :-1]
         in_mask = (inputs != self.config.pad_id) & (inputs != self.config.end_id)
@@ -227,7 +235,8 @@ class LSTMCaptioner(nn.Module):
         h, c = self._init_state(feats)
         logits, alphas = [], []
         for t in range(inputs.shape[1]):
-            step_logits, h, c, alpha = self._step(feats, feats_proj, emb[:, t], semantic_steps[:, t], h, c)
+            step_logits, h, c, alpha = self._step(feats, feats_proj, emb[:, t], semantic_steps[:, t], h, c,
+                                                  attention_override.get(t))
             logits.append(step_logits)
             alphas.append(alpha)
         return {"logits": torch.stack(logits, 1), "alphas": torch.stack(alphas, 1),

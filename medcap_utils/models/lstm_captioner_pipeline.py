@@ -23,6 +23,11 @@ from medcap_utils.models.lstm_captioner import (IMAGENET_MEAN, IMAGENET_STD, LST
                                                 LSTMCaptionerConfig, load_visual_encoder)
 from medcap_utils.text_preprocessing import CaptionTextConfig, Vocabulary, imageclef_bleu  # noqa: F401 (notebook 07)
 
+# The grounding probes live in their own module; notebook 07 and the tests reach them through here.
+from medcap_utils.models.lstm_grounding import (COUNTERFACTUALS, PHRASE_WINDOW, finding_boxes,  # noqa: F401
+                                                finding_word_attention, finding_word_counterfactual,
+                                                grounding_table)
+
 
 def label_space(frame, vocab: Vocabulary, text: CaptionTextConfig, kind: str = "concepts",
                 min_count: int = 1) -> list[str]:
@@ -252,86 +257,6 @@ def load_or_train(data_dir, recipe: dict, out_dir, retrain: bool = False, **kwar
                     "history": pd.DataFrame(info.get("history", {})), "seconds": info.get("seconds", 0.0),
                     "best": info.get("best", {})}
     return train_captioner(data_dir, recipe, out_dir, **kwargs)
-
-
-# ---- grounding check on the demo data --------------------------------------------------------
-
-def finding_boxes(data_dir, split: str) -> dict:
-    """``{id: (finding, (x0, y0, x1, y1), location words)}`` for the images of
-    ``{split}_demo_truth.csv`` that have a finding with a box (written by the demo generator; absent
-    for real ROCOv2). The location words are the truth's side and location ("left", "upper lobe")."""
-    import pandas as pd
-
-    path = Path(data_dir) / f"{split}_demo_truth.csv"
-    if not path.exists():
-        return {}
-    truth = pd.read_csv(path, keep_default_na=False)
-    cols = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
-    truth = truth[(truth["finding"] != "") & (truth["bbox_x0"] != "")]
-    return {r.ID: (r.finding, tuple(float(getattr(r, c)) for c in cols), f"{r.side} {r.location}".strip())
-            for r in truth.itertuples()}
-
-
-PHRASE_WINDOW = 6  # location words count when they follow the finding word within this many tokens
-
-
-@torch.no_grad()
-def finding_word_attention(model: LSTMCaptioner, vocab: Vocabulary, text: CaptionTextConfig,
-                           images_uint8: np.ndarray, image_ids: list[str], captions: dict[str, str],
-                           boxes: dict) -> dict:
-    """Teacher-forced attention where the reference caption names the finding (notebook 07).
-
-    Feeding the reference caption (as "attention correctness" studies do) asks: when the model is
-    about to say "nodule", where does it look? Only images whose reference caption contains the
-    finding word (last word of e.g. "pleural effusion", preprocessed like the training text) count.
-    Returns ``maps`` (per image every step's attention, (T, h, w)), ``boxes``, ``ids`` and ``steps``
-    with two step choices for :func:`medcap_utils.explain.attention_hit_rate`:
-
-    * ``"finding word"`` -- the step that emits the finding word (the primary measure);
-    * ``"finding + location"`` -- that step and the steps emitting the side/location words that
-      follow within ``PHRASE_WINDOW`` tokens ("mass in the *left* *lung*"): words whose pixels are
-      the finding's position, so a model can only get them right by knowing where the finding is.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    maps, kept_boxes, kept, word_steps, phrase_steps = [], [], [], [], []
-    for i, image_id in enumerate(image_ids):
-        if image_id not in boxes:
-            continue
-        finding, box, *where = boxes[image_id]
-        word = text.tokens(finding)[-1:] or [""]
-        ids = vocab.encode(text.tokens(captions[image_id]), text.max_len)
-        if vocab.stoi.get(word[0]) not in ids:
-            continue
-        pos = ids.index(vocab.stoi[word[0]])
-        location = {vocab.stoi[w] for w in text.tokens(where[0] if where else "") if w in vocab.stoi}
-        follow = [p for p in range(pos + 1, min(pos + 1 + PHRASE_WINDOW, len(ids))) if ids[p] in location]
-        x = pixels(torch.from_numpy(np.array(images_uint8[i:i + 1])).to(device))
-        out = model(x, torch.tensor([ids], device=device))
-        grid = model.encode_image(x)[1]
-        # Step t reads token t and emits token t + 1: token p is emitted at step p - 1.
-        maps.append(out["alphas"][0].reshape(-1, *grid).cpu().numpy())
-        word_steps.append([pos - 1])
-        phrase_steps.append([pos - 1] + [p - 1 for p in follow])
-        kept_boxes.append(box)
-        kept.append(image_id)
-    return {"maps": maps, "boxes": kept_boxes, "ids": kept,
-            "steps": {"finding word": word_steps, "finding + location": phrase_steps}}
-
-
-def grounding_table(found: dict):
-    """One row per step choice of :func:`finding_word_attention`: hit rate and attention mass in the
-    finding's box beside their chance levels, and the ratios (notebook 07)."""
-    import pandas as pd
-
-    from medcap_utils.explain import attention_hit_rate
-
-    rows = []
-    for name, steps in found["steps"].items():
-        res = attention_hit_rate(found["maps"], found["boxes"], steps=steps)
-        rows.append({"steps": name, **res, "hit / chance": res["hit_rate"] / max(res["chance_peak"], 1e-12),
-                     "mass / area": res["attention_mass"] / max(res["chance_area"], 1e-12)})
-    return pd.DataFrame(rows).set_index("steps")
 
 
 # ---- evaluation beside the paper -------------------------------------------------------------
