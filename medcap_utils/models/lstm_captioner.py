@@ -38,9 +38,16 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
+from medcap_utils.data.cache import normalize_uint8
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_GRID = 32  # largest attention grid side with position embeddings (ResNet-50 at 1024 px)
+
+
+def pixels(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> ImageNet-normalised float (B, 3, H, W) on the tensor's device (notebook 07)."""
+    return normalize_uint8(images_uint8, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def load_visual_encoder(name_or_path: str = "microsoft/resnet-50") -> ResNetModel:
@@ -221,11 +228,11 @@ class LSTMCaptioner(nn.Module):
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 attention_override: dict[int, torch.Tensor] | None = None) -> dict:
         """Teacher forcing. ``input_ids`` (B, T) = ``<start> w1 .. wn <end> <pad>..``; step t reads
-        id t and predicts id t+1. Returns logits (B, T-1, V), alphas (B, T-1, N), label logits (B, L)
-        and the semantic word weights (B, T-1). ``attention_override`` {step: (B, N) weights} makes
+        id t and predicts id t+1. Returns logits (B, T-1, V), alphas (B, T-1, N) over the (h, w)
+        ``grid``, label logits (B, L) and the semantic word weights (B, T-1). ``attention_override`` {step: (B, N) weights} makes
         those steps attend where it says instead of where the model would."""
         attention_override = attention_override or {}
-        feats, feats_proj, _ = self.encode(pixel_values)
+        feats, feats_proj, grid = self.encode(pixel_values)
         inputs = input_ids[:, :-1]
         in_mask = (inputs != self.config.pad_id) & (inputs != self.config.end_id)
         emb = self.embed(inputs)
@@ -239,7 +246,7 @@ class LSTMCaptioner(nn.Module):
                                                   attention_override.get(t))
             logits.append(step_logits)
             alphas.append(alpha)
-        return {"logits": torch.stack(logits, 1), "alphas": torch.stack(alphas, 1),
+        return {"logits": torch.stack(logits, 1), "alphas": torch.stack(alphas, 1), "grid": grid,
                 "label_logits": self.semantic.classifier(pooled), "word_weights": word_weights}
 
     def loss(self, pixel_values, input_ids, labels=None, alpha_c: float = 1.0,

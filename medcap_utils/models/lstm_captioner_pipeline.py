@@ -17,16 +17,16 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from medcap_utils.augment import FlipCropConfig, random_flip_crop
-from medcap_utils.data.cache import get_image_cache, normalize_uint8
+from medcap_utils.data.cache import get_image_cache
 from medcap_utils.data.rocov2 import split_frame
-from medcap_utils.models.lstm_captioner import (IMAGENET_MEAN, IMAGENET_STD, LSTMCaptioner,
-                                                LSTMCaptionerConfig, load_visual_encoder)
+from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig,  # noqa: F401 (pixels: notebook 07)
+                                                load_visual_encoder, pixels)
 from medcap_utils.text_preprocessing import CaptionTextConfig, Vocabulary, imageclef_bleu  # noqa: F401 (notebook 07)
 
 # The grounding probes live in their own module; notebook 07 and the tests reach them through here.
-from medcap_utils.models.lstm_grounding import (COUNTERFACTUALS, PHRASE_WINDOW, finding_boxes,  # noqa: F401
-                                                finding_word_attention, finding_word_counterfactual,
-                                                grounding_table)
+from medcap_utils.models.lstm_grounding import (COUNTERFACTUALS, PHRASE_WINDOW,  # noqa: F401
+                                                counterfactual_summary, finding_boxes, finding_word_attention,
+                                                finding_word_counterfactual, grounding_table)
 
 
 def label_space(frame, vocab: Vocabulary, text: CaptionTextConfig, kind: str = "concepts",
@@ -81,11 +81,6 @@ def make_collate(pad_id: int, augment: FlipCropConfig | None = None):
                                           padding_value=pad_id),
                 "labels": torch.stack([it["labels"] for it in items])}
     return collate
-
-
-def pixels(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> ImageNet-normalised float (B, 3, H, W) on the tensor's device."""
-    return normalize_uint8(images_uint8, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def make_loss_fn(alpha_c: float = 1.0, semantic_weight: float = 1.0):

@@ -17,14 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medcap_utils.data.cache import normalize_uint8
 from medcap_utils.explain import attention_hit_rate, cell_box_overlap
-from medcap_utils.models.lstm_captioner import IMAGENET_MEAN, IMAGENET_STD, LSTMCaptioner
+from medcap_utils.models.lstm_captioner import LSTMCaptioner, pixels
 from medcap_utils.text_preprocessing import CaptionTextConfig, Vocabulary
-
-
-def _pixels(images_uint8: torch.Tensor) -> torch.Tensor:
-    return normalize_uint8(images_uint8, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def finding_boxes(data_dir, split: str) -> dict:
@@ -82,11 +77,10 @@ def finding_word_attention(model: LSTMCaptioner, vocab: Vocabulary, text: Captio
     for i, image_id, box, where, ids, pos in _named_findings(vocab, text, image_ids, captions, boxes):
         location = {vocab.stoi[w] for w in text.tokens(where) if w in vocab.stoi}
         follow = [p for p in range(pos + 1, min(pos + 1 + PHRASE_WINDOW, len(ids))) if ids[p] in location]
-        x = _pixels(torch.from_numpy(np.array(images_uint8[i:i + 1])).to(device))
-        out = model(x, torch.tensor([ids], device=device))
-        grid = model.encode_image(x)[1]
+        out = model(pixels(torch.from_numpy(np.array(images_uint8[i:i + 1])).to(device)),
+                    torch.tensor([ids], device=device))
         # Step t reads token t and emits token t + 1: token p is emitted at step p - 1.
-        maps.append(out["alphas"][0].reshape(-1, *grid).cpu().numpy())
+        maps.append(out["alphas"][0].reshape(-1, *out["grid"]).cpu().numpy())
         word_steps.append([pos - 1])
         phrase_steps.append([pos - 1] + [p - 1 for p in follow])
         kept_boxes.append(box)
@@ -136,16 +130,23 @@ def finding_word_counterfactual(model: LSTMCaptioner, vocab: Vocabulary, text: C
     n = len(image_ids)
     for i, image_id, box, _, ids, pos in _named_findings(vocab, text, image_ids, captions, boxes):
         step = pos - 1  # step t emits token t + 1
-        x = _pixels(torch.from_numpy(np.array(images_uint8[i:i + 1])).to(device))
-        other = _pixels(torch.from_numpy(np.array(images_uint8[(i + 1) % n:(i + 1) % n + 1])).to(device))
-        grid = model.encode_image(x)[1]
-        on_box = torch.as_tensor(cell_box_overlap(grid, box), dtype=torch.float32, device=device).flatten()
-        uniform = torch.full_like(on_box, 1.0 / on_box.numel())
+        x = pixels(torch.from_numpy(np.array(images_uint8[i:i + 1])).to(device))
+        other = pixels(torch.from_numpy(np.array(images_uint8[(i + 1) % n:(i + 1) % n + 1])).to(device))
         tokens = torch.tensor([ids], device=device)
-        runs = {"own attention": (x, None), "attention on the box": (x, {step: (on_box / on_box.sum())[None]}),
-                "uniform attention": (x, {step: uniform[None]}), "another image": (other, None)}
-        for probe, (image, override) in runs.items():
-            logp = model(image, tokens, attention_override=override)["logits"][0, step].log_softmax(-1)
+        own = model(x, tokens)
+        on_box = torch.as_tensor(cell_box_overlap(own["grid"], box), dtype=torch.float32, device=device).flatten()
+        forced = torch.stack([on_box / on_box.sum(), torch.full_like(on_box, 1.0 / on_box.numel())])
+        # the two forced-attention runs share one batch: rows = box, uniform
+        both = model(x.expand(2, -1, -1, -1), tokens.expand(2, -1), attention_override={step: forced})["logits"]
+        logits = {"own attention": own["logits"][0, step], "attention on the box": both[0, step],
+                  "uniform attention": both[1, step], "another image": model(other, tokens)["logits"][0, step]}
+        for probe in COUNTERFACTUALS:
+            logp = logits[probe].log_softmax(-1)
             rows.append({"id": image_id, "probe": probe, "nll": -float(logp[ids[pos]]),
                          "top1": bool(int(logp.argmax()) == ids[pos])})
     return pd.DataFrame(rows, columns=["id", "probe", "nll", "top1"])
+
+
+def counterfactual_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean NLL and top-1 rate per probe of :func:`finding_word_counterfactual`, in its order (notebook 07)."""
+    return rows.groupby("probe")[["nll", "top1"]].mean().reindex(list(COUNTERFACTUALS))
