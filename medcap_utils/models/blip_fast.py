@@ -34,18 +34,29 @@ def _vision_sdpa(self, hidden_states, **kwargs):
     return self.projection(ctx.transpose(1, 2).reshape(b, t, c)), None
 
 
-def _text_sdpa(self, hidden_states, attention_mask=None, encoder_hidden_states=None, past_key_values=None, **kwargs):
+def _cache_keyword(attention_cls) -> str:
+    """The name BLIP's text attention gives its key/value cache: ``past_key_values`` up to transformers
+    5.23, ``cache`` from 5.24 (the old name still works there through a deprecation shim, to 5.40)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(attention_cls.forward).parameters else "past_key_values"
+
+
+def _text_sdpa(self, hidden_states, attention_mask=None, encoder_hidden_states=None, past_key_values=None, cache=None,
+               **kwargs):
     q_len = hidden_states.shape[1]
-    if past_key_values is not None:  # HF's cache (generation): the original code, with an additive mask
+    cache = cache if cache is not None else past_key_values
+    if cache is not None:  # HF's cache (generation): the original code, with an additive mask
         if attention_mask is None and q_len > 1 and encoder_hidden_states is None:
-            cache = getattr(past_key_values, "self_attention_cache", past_key_values)
-            k_len = cache.get_seq_length(self.layer_idx) + q_len  # this layer's cache, before its update
+            self_cache = getattr(cache, "self_attention_cache", cache)
+            k_len = self_cache.get_seq_length(self.layer_idx) + q_len  # this layer's cache, before its update
             attention_mask = torch.ones(q_len, k_len, dtype=torch.bool, device=hidden_states.device).tril(k_len - q_len)
         if attention_mask is not None and attention_mask.dtype == torch.bool:
             attention_mask = torch.zeros(attention_mask.shape, dtype=hidden_states.dtype, device=hidden_states.device
                                          ).masked_fill(~attention_mask, torch.finfo(hidden_states.dtype).min)
         return type(self).forward(self, hidden_states, attention_mask=attention_mask,
-                                  encoder_hidden_states=encoder_hidden_states, past_key_values=past_key_values)
+                                  encoder_hidden_states=encoder_hidden_states,
+                                  **{_cache_keyword(type(self)): cache}, **kwargs)
     cross = encoder_hidden_states is not None
     source = encoder_hidden_states if cross else hidden_states
 
