@@ -8,6 +8,8 @@ PIP        := $(PY) -m pip
 # The tested torch build. Installed on its own first so that pip never resolves an unpinned torch
 # (on a CPU-only machine that would download several GB of CUDA libraries).
 TORCH_VERSION ?= 2.13.0
+# Exact versions of everything installed (the tested set); LOCK= (empty) resolves the newest allowed.
+LOCK       ?= requirements-lock.txt
 PROFILE    ?= demo
 DATA       ?=
 # Offline by design: no model or dataset hub is contacted by the demo profile or the tests.
@@ -17,18 +19,22 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: help env reproduce test test-unit test-notebooks demo-data clean-reports java bench-gpu
+.PHONY: help env reproduce test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
+        clean-reports java bench-gpu
 
 help:
-	@echo "make reproduce [PROFILE=demo|rocov2] [DATA=/path/to/rocov2]  execute every notebook"
-	@echo "make test                                                   unit tests + nbval"
+	@echo "make reproduce [PROFILE=demo|rocov2|rocov2-subset] [DATA=/path]  execute every notebook"
+	@echo "make test                                   unit tests + nbval (demo) + the rocov2 smoke run"
+	@echo "make smoke                                  all notebooks through the rocov2 code path, offline, tiny stand-ins"
+	@echo "make models PROFILE=rocov2                  download every checkpoint a profile names (needs network)"
+	@echo "make lock | make test-latest                rewrite the lock from .venv | test the newest allowed versions"
 	@echo "make bench-gpu [BENCH_PY=python3] [BENCH_ARGS=..] [CURVES_ARGS=..]  issue 6's GPU benchmarks and loss curves"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q $(if $(LOCK),-c $(LOCK),) -e ".[test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
@@ -50,6 +56,36 @@ reproduce: env
 test: env
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
+	$(MAKE) smoke
+
+# The rocov2 profile end to end on two CPU cores: a local Hugging Face cache of tiny stand-ins under every
+# hub id the profile names, a local copy of the demo data in the HF dataset's schema, then all notebooks.
+SMOKE := build/rocov2-smoke
+smoke-fixtures: env
+	rm -rf $(SMOKE)
+	$(PY) -m medcap_utils.testing smoke-fixtures --out $(SMOKE)
+
+smoke: smoke-fixtures
+	HF_HOME=$(abspath $(SMOKE))/hf HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	  $(PY) -m medcap_utils.reproduce --profile rocov2-smoke
+	$(PY) -m pytest -q tests/test_smoke_run.py --smoke-reports $(SMOKE)/reports
+
+# Every checkpoint a profile names, into the Hugging Face cache (on a machine with network access).
+models: env
+	HF_HUB_OFFLINE=0 $(PY) -m medcap_utils.hub download --profile $(if $(filter demo,$(PROFILE)),rocov2,$(PROFILE))
+
+lock: env
+	@{ sed -n '/^#/p' $(LOCK); $(PIP) freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+
+# The newest versions pyproject.toml allows, in a separate venv (the lock is not used): unit tests only.
+test-latest:
+	@test -x .venv-latest/bin/python || $(PYTHON_SYS) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	@.venv-latest/bin/python -c "import torch" 2>/dev/null || .venv-latest/bin/python -m pip install -q "torch==$(TORCH_VERSION)"
+	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[test]"
+	.venv-latest/bin/python -m pip freeze --exclude-editable | grep -i -E '^(transformers|datasets|accelerate|tokenizers|huggingface-hub)=='
+	.venv-latest/bin/python -m pytest -q tests
 
 # Issue 6's measurements on one GPU, in the order that answers the open questions first (see
 # reports/benchmarks/h100-2026-11-23/README.md). BENCH_PY: an interpreter that already has torch with CUDA.

@@ -25,9 +25,17 @@ def resolve(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+def reports_root() -> Path:
+    """Where a run's outputs go: ``reports/`` in the repository, or ``MEDCAP_REPORTS`` (set by
+    ``medcap_utils.reproduce`` from a profile's ``reports:`` key, so the CI smoke run of the rocov2 profile
+    never mixes its tiny stand-in models and runs with the demo's)."""
+    env = os.environ.get("MEDCAP_REPORTS")
+    return resolve(env) if env else repo_root() / "reports"
+
+
 def reports_dir(*parts: str) -> Path:
-    """``reports/<parts>``, created if missing."""
-    p = repo_root().joinpath("reports", *parts)
+    """``<reports root>/<parts>``, created if missing."""
+    p = reports_root().joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
 

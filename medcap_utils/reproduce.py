@@ -30,12 +30,35 @@ def numbered_notebooks(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.ipynb") if p.name[:2].isdigit() and p.name[2] == "_")
 
 
-def load_profile(profile: str, configs: Path) -> dict:
-    """``configs/<profile>.yaml``: ``defaults`` for every notebook and one section per notebook stem."""
+#: Top-level keys of a profile file besides one section per notebook stem.
+PROFILE_KEYS = {"defaults", "extends", "reports", "handoff"}
+
+
+def load_profile(profile: str, configs: Path, notebooks: list[Path] | None = None) -> dict:
+    """``configs/<profile>.yaml``: ``defaults`` for every notebook and one section per notebook stem.
+
+    ``extends: <other profile>`` starts from that profile and merges this file's ``defaults`` and notebook
+    sections over it, key by key (the CI smoke profile is the rocov2 profile with small limits);
+    ``reports: <folder>`` sends every output there instead of ``reports/``. A top-level key that is neither
+    one of :data:`PROFILE_KEYS` nor a notebook's stem is refused, so a misspelt section is never ignored."""
     path = configs / f"{profile}.yaml"
     if not path.exists():
-        raise SystemExit(f"unknown profile {profile!r}: {path} not found")
-    return yaml.safe_load(path.read_text()) or {}
+        known = sorted(p.stem for p in configs.glob("*.yaml") if p.stem != "handoff")
+        raise SystemExit(f"unknown profile {profile!r}: {path} not found; profiles: {known}")
+    config = yaml.safe_load(path.read_text()) or {}
+    if notebooks is not None:
+        unknown = set(config) - PROFILE_KEYS - {p.stem for p in notebooks}
+        if unknown:
+            raise SystemExit(f"{path}: unknown sections {sorted(unknown)}; notebook sections are file stems such as "
+                             f"{notebooks[0].stem!r}, other keys {sorted(PROFILE_KEYS)}")
+    parent = config.pop("extends", None)
+    if parent:
+        base = load_profile(parent, configs, notebooks)
+        base.pop("reports", None)  # outputs never go to the parent's folder
+        for key, value in config.items():
+            base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+        config = base
+    return config
 
 
 def declared_parameters(notebook: Path) -> list[str]:
@@ -80,6 +103,48 @@ def git_state(root: Path) -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 
+def _shown(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def lock_state(root: Path) -> dict:
+    """The lock file the environment was installed from (``requirements-lock.txt``) and its sha256, and
+    whether the installed versions match it (a run on other versions says so in its manifest)."""
+    import hashlib
+    from importlib import metadata
+
+    lock = root / "requirements-lock.txt"
+    if not lock.exists():
+        return {"file": None}
+    pins = {}
+    for line in lock.read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[name.lower()] = version.strip()
+    differs = {}
+    for name, version in pins.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or installed.split("+")[0] != version:
+            differs[name] = {"lock": version, "installed": installed}
+    return {"file": lock.name, "sha256": hashlib.sha256(lock.read_bytes()).hexdigest(), "pins": len(pins),
+            "differs": differs}
+
+
+def hub_state(profile: str, root: Path) -> dict:
+    """Every hub id the profile's recipes name, with the revision found in the local Hugging Face cache
+    (``None``: not cached here). The demo names none that it loads, so it records none."""
+    try:
+        from medcap_utils.hub import cached_revision, profile_hub_ids
+    except ImportError:
+        return {}
+    if profile == "demo":
+        return {}
+    return {hub_id: cached_revision(hub_id) for hub_id in profile_hub_ids(profile, root)}
+
+
 def failing_cell(error) -> str:
     """Index and first source line of the cell papermill reports as failed."""
     index = getattr(error, "exec_count", None)
@@ -95,27 +160,35 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
     import papermill
 
     root = root or repo_root()
-    notebooks = numbered_notebooks(root / "notebooks")
+    all_notebooks = numbered_notebooks(root / "notebooks")
+    notebooks = all_notebooks
     if only:
         notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in only)]
-    config = load_profile(profile, root / "configs")
-    overrides = {"profile": profile, **({"data_dir": data} if data else {})}
-    if profile == "demo":  # the demo never touches a hub; real runs may read a local hub cache
+        if not notebooks:
+            raise SystemExit(f"--only {' '.join(only)} matches no notebook in {root / 'notebooks'}")
+    config = load_profile(profile, root / "configs", all_notebooks)
+    # the notebooks' `profile` parameter is the code path (demo or rocov2); a derived profile such as
+    # rocov2-smoke sets it through its parent's defaults
+    overrides = {**({"data_dir": data} if data else {})}
+    if config.get("defaults", {}).get("profile", "demo") == "demo":  # the demo never touches a hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    out_dir = root / "reports" / "notebooks"
+    reports = (root / config["reports"]) if config.get("reports") else root / "reports"
+    os.environ["MEDCAP_REPORTS"] = str(reports)  # read by medcap_utils.paths.reports_root in every kernel
+    out_dir = reports / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "git": git_state(root), "python": sys.version.split()[0], "platform": platform.platform(),
-                "cpu_count": os.cpu_count(), "packages": package_versions(), "notebooks": []}
-    manifest_path = root / "reports" / "manifest.json"
+                "cpu_count": os.cpu_count(), "packages": package_versions(), "lock": lock_state(root),
+                "hub": hub_state(config.get("defaults", {}).get("profile", profile), root), "notebooks": []}
+    manifest_path = reports / ("manifest.json" if not only else "manifest-partial.json")
     status = 0
     total = time.perf_counter()
     for k, notebook in enumerate(notebooks, 1):
         params = notebook_parameters(config, notebook, overrides)
         print(f"[{k}/{len(notebooks)}] {notebook.name} {params}", flush=True)
-        entry = {"notebook": notebook.name, "parameters": params, "output": str(out_dir.relative_to(root) / notebook.name)}
+        entry = {"notebook": notebook.name, "parameters": params, "output": _shown(out_dir / notebook.name, root)}
         start = time.perf_counter()
         try:
             papermill.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters=params,
@@ -136,7 +209,7 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
     manifest["status"] = "ok" if status == 0 else "failed"
     manifest_path.write_text(json.dumps(manifest, indent=2))
     print(f"{manifest['status']}: {len(manifest['notebooks'])} notebooks in {manifest['total_wall_s']} s; "
-          f"manifest {manifest_path.relative_to(root)}")
+          f"manifest {_shown(manifest_path, root)}")
     return status
 
 

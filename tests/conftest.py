@@ -39,3 +39,8 @@ def _isolated_cache(tmp_path_factory):
     """Image caches of the tests go to a temporary folder, not reports/cache."""
     os.environ["MEDCAP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     yield
+
+
+def pytest_addoption(parser):
+    parser.addoption("--smoke-reports", default=None,
+                     help="reports folder of a finished `make smoke` run (tests/test_smoke_run.py checks it)")

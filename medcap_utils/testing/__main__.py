@@ -1,0 +1,52 @@
+"""Fixtures for proving the rocov2 path offline: ``python -m medcap_utils.testing smoke-fixtures --out DIR``.
+
+Writes ``DIR/hf`` (a Hugging Face cache, the real on-disk layout, holding a tiny stand-in model under every
+hub id the rocov2 profile names: :mod:`medcap_utils.testing.local_hub`) and ``DIR/hf-dataset`` (a small
+synthesized dataset in the parquet schema of ``eltorio/ROCOv2-radiology``:
+:mod:`medcap_utils.testing.hf_dataset`). ``make smoke`` then runs every notebook with ``HF_HOME=DIR/hf``.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def smoke_fixtures(out: Path, seed: int = 0, n_train: int = 32, n_valid: int = 12, n_test: int = 12) -> dict:
+    """Both fixtures under ``out``; the dataset copy holds more images than the smoke profile's subset
+    takes, so notebook 00's selection really selects."""
+    from medcap_utils.data.synth import synthesize
+    from medcap_utils.testing.hf_dataset import write_hf_dataset
+    from medcap_utils.testing.local_hub import write_local_hub
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    start = time.perf_counter()
+    hub = write_local_hub(out / "hf", seed=seed)
+    timings["local_hub_s"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    demo = out / "demo-source"
+    synthesize(demo, seed=seed, n_train=n_train, n_valid=n_valid, n_test=n_test)
+    write_hf_dataset(demo, out / "hf-dataset")
+    shutil.rmtree(demo)
+    timings["hf_dataset_s"] = round(time.perf_counter() - start, 1)
+    return {"hub": hub, **timings}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medcap_utils.testing", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fixtures = sub.add_parser("smoke-fixtures", help="local hub + local HF dataset for the rocov2 smoke run")
+    fixtures.add_argument("--out", required=True, type=Path)
+    fixtures.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    summary = smoke_fixtures(args.out, seed=args.seed)
+    print(f"smoke fixtures in {args.out}: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
