@@ -102,7 +102,8 @@ def test_stand_in_has_the_hub_schema(hf_folder, demo):
     assert set(valid.features) == {"image", "image_id", "caption", "cui"}
     assert isinstance(valid.features["image"], datasets.Image)
     rows = list(valid.cast_column("image", datasets.Image(decode=False)))
-    assert rows[2]["cui"] == rows[6]["cui"] == ["nan"] and rows[0]["cui"] == read_concepts(demo / "valid_concepts_manual.csv")["CUIs"][0]
+    assert rows[2]["cui"] == rows[6]["cui"] == ["nan"]
+    assert rows[0]["cui"] == read_concepts(demo / "valid_concepts_manual.csv")["CUIs"][0]
     assert rows[0]["image"]["bytes"].startswith(b"\x89PNG")  # re-encoded as the hub's generation notebook did
     assert len(list(datasets.load_dataset(str(hf_folder), split="train", streaming=True))) == 30
 
@@ -297,7 +298,8 @@ def test_cli_subset_then_check(demo, tmp_path):
                           str(demo), "--n", "4", "--n-train", "6", "--seed", "2"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "train=6 valid=4 test=4" in run.stdout
-    check = subprocess.run([sys.executable, "-m", "medcap_utils.data", "check", str(out)], capture_output=True, text=True)
+    check = subprocess.run([sys.executable, "-m", "medcap_utils.data", "check", str(out)],
+                           capture_output=True, text=True)
     assert check.returncode == 0 and "problems: none" in check.stdout, check.stdout
     bad = subprocess.run([sys.executable, "-m", "medcap_utils.data", "subset", "--out", str(tmp_path / "bad"),
                           "--source", str(demo), "--n", "11"], capture_output=True, text=True)

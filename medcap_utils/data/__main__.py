@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     sub_set.add_argument("--n-test", type=int, default=None, help="default: 150")
     sub_set.add_argument("--revision", default=None, help="hub commit to read (pins the selection)")
     sub_set.add_argument("--buffer-size", type=int, default=1000, help="rows mixed by the streaming shuffle")
-    sub_set.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new subset is complete")
+    sub_set.add_argument("--overwrite", action="store_true",
+                         help="replace a non-empty --out once the new subset is complete")
 
     args = parser.parse_args(argv)
     if args.command == "check":

@@ -29,7 +29,8 @@ and in github.com/sctg-development/ROCOv2-radiology; columns ``image, image_id, 
   ``cui_mapping.csv`` (CUI names) and ``license_information.csv`` (per-image licence). They are not
   written and are listed under ``missing`` in ``subset.json``; ``check`` reports them as warnings
   for such a subset instead of failing. Readers treat a missing concept file as empty lists, so
-  ``split_frame``'s ``cuis`` and ``modality`` are empty for an HF subset (see the report).
+  ``split_frame``'s ``cuis`` and ``modality`` (taken from concepts.csv only) are empty for an HF
+  subset, although ``cuis_manual`` holds the modality CUIs.
 * Images were re-encoded from the Zenodo JPEGs to PNG (lossless from the decoded JPEG). The bytes
   are kept as they are, under the ``{ID}.jpg`` name the readers look up (they decode by content);
   ``subset.json`` counts the formats.
@@ -119,6 +120,7 @@ def subset(out_dir, n_per_split=None, seed: int = 0, source: str = HF_ID, *, rev
     """
     out = Path(out_dir)
     sizes = _sizes(n_per_split)
+    source = str(Path(source).expanduser()) if str(source).startswith("~") else source
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SubsetError(f"{out} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     kind = _source_kind(source)
@@ -253,10 +255,12 @@ def _from_hf(tmp: Path, source: str, sizes: dict, seed: int, revision, buffer_si
         rows_by_split[split] = [r[0] for r in rows]
         _write_csv(tmp / f"{split}_captions.csv", ("ID", "Caption"), [(i, c) for i, c, _ in rows])
         _write_csv(tmp / f"{split}_concepts_manual.csv", ("ID", "CUIs"), [(i, ";".join(c)) for i, _, c in rows])
+    resolved = _hub_commit(source, revision) if kind == "hf-hub" else None
     missing = {name.format(split=split): reason.format(split=split)
                for name, reason in HF_LACKS.items() for split in (sizes if "{split}" in name else [None])}
     return {
-        "source": {"kind": kind, "id": str(source), "revision": revision, "buffer_size": buffer_size,
+        "source": {"kind": kind, "id": str(source), "revision": revision, "commit": resolved,
+                   "buffer_size": buffer_size,
                    "selection": f"datasets streaming shuffle(seed={seed}, buffer_size={buffer_size}), "
                                 "first N rows; written sorted by ID"},
         "ids": rows_by_split,
@@ -270,6 +274,16 @@ def _from_hf(tmp: Path, source: str, sizes: dict, seed: int, revision, buffer_si
             "images keep the source bytes (the HF copy stores PNG) under {ID}.jpg, the name the readers use",
         ],
     }
+
+
+def _hub_commit(source: str, revision: str | None) -> str | None:
+    """The hub commit that was read, so a subset can be redrawn from the same shards (None if unknown)."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(source, revision=revision).sha
+    except Exception:  # informational only: the subset itself is already complete
+        return None
 
 
 def _from_zenodo(tmp: Path, root: Path, sizes: dict, seed: int) -> dict:
