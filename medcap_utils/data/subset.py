@@ -43,19 +43,24 @@ rejects; ``check`` also re-hashes every file listed in the manifest.
 Default sizes for one free Colab T4 (:data:`COLAB_T4_SIZES`, 600 / 150 / 150) — an ESTIMATE, not a
 measurement. H100 anchors (reference.md): BLIP-base fp32 batch 4 trains 36 img/s, BLIP-large 20
 img/s; generation (bs 64) greedy 100, beam 3 79, beam 10 57 captions/s, BLIP-large beam 4 60.
-A T4 is taken as 10x slower (range 8-15x: fp16 tensor peak 65 vs 989 TFLOP/s, fp32 8.1 vs 67,
-memory 320 GB/s vs 3.35 TB/s), so per T4 image: base train 0.28 s, large train 0.5 s, forward-only
+A T4 is taken as 10x slower (range 8-15x: fp16 tensor peak 65 vs 989 TFLOP/s, fp32 8.1 vs 60-67,
+memory 320 GB/s vs 3.35 TB/s; spec figures as quoted by ispacesoft.com/425474.html for the T4 and
+ozmarx.com/h100-vs-a100-training, deploybase.ai/articles/best-gpu-for-llm-training for the H100),
+so per T4 image: base train 0.28 s, large train 0.5 s, forward-only
 validation loss a third of that, greedy 0.10 s, base beam 5 ~0.14 s, large beam 5 ~0.18 s.
 * notebook 02, 2Q2T BLIP-base 15 epochs: 15 x (600 x 0.28 + 150 x 0.093 + 150 x 0.10) = 2,955 s;
   UIT-Oggy BLIP-large 2 epochs: 2 x (600 x 0.5 + 150 x 0.167 + 150 x 0.18) = 704 s; test captions
   150 x (0.10 + 0.18) = 42 s; total ~3,700 s = ~62 min (49 min at 8x, 93 min at 15x).
 * notebook 03, three BLIP-large variants x 2 epochs: 3 x 2 x 600 x 0.5 = 1,800 s + 4 x 150 x 0.18
   = 108 s: ~32 min (hub comparison models not counted).
-* notebook 04, five decodings of base (0.70 s/image summed) and large (~1.19 s): 150 x 1.89 = 284 s.
+* notebook 04, five decodings (greedy, beam 3/4/5/10) of base, 0.10 + 0.127 + ~0.14 + ~0.15 + 0.175
+  = 0.70 s per image, and of large (beam 4: 60 vs ~70 captions/s for base, so x1.17) ~0.82 s:
+  150 x 1.52 = 228 s, ~4 min (BERTScore not counted).
 The H100 runs batch 4 in fp32 far below its peak, so the T4 may lose less than 8x there and these
 times are likely upper estimates; fp16 autocast on a T4 is about 1.8x faster than fp32
-(blog.ceshine.net/post/apex-t4-p100). Download from the hub: about (N + 1,000) rows per split at
-~225 KB (train) / ~260 KB (valid, test) per row = ~1 GB; the subset itself is ~0.2 GB on disk.
+(measured on a Colab T4: 57 vs 31 min, blog.ceshine.net/post/apex-t4-p100). Download from the hub:
+about (N + 1,000) rows per split at ~225 KB (train, 13.46 GB / 59,962 rows on its card) / ~260 KB
+(valid, test) per row = ~1 GB; the subset itself is ~0.2 GB on disk.
 """
 from __future__ import annotations
 
