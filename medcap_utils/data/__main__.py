@@ -1,4 +1,5 @@
-"""``python -m medcap_utils.data check DIR`` | ``synth --out DIR --seed N`` | ``cache DIR --size N``."""
+"""``python -m medcap_utils.data check DIR`` | ``synth --out DIR --seed N`` | ``cache DIR --size N`` |
+``subset --out DIR [--source ID|DIR] [--seed N] [--n-train N --n-valid N --n-test N]``."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,21 @@ def main(argv=None) -> int:
     cache.add_argument("--size", type=int, nargs="+", default=[224])
     cache.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
 
+    sub_set = sub.add_parser("subset", help="write N images per split of ROCOv2 (hub copy or Zenodo files) "
+                                           "in the official layout")
+    sub_set.add_argument("--out", required=True)
+    sub_set.add_argument("--source", default="eltorio/ROCOv2-radiology",
+                         help="hub id, a local folder in the hub's parquet layout, or a folder with the Zenodo files")
+    sub_set.add_argument("--seed", type=int, default=0)
+    sub_set.add_argument("--n", type=int, default=None, help="images in every split (overrides the defaults)")
+    sub_set.add_argument("--n-train", type=int, default=None, help="default: 600 (one free Colab T4)")
+    sub_set.add_argument("--n-valid", type=int, default=None, help="default: 150")
+    sub_set.add_argument("--n-test", type=int, default=None, help="default: 150")
+    sub_set.add_argument("--revision", default=None, help="hub commit to read (pins the selection)")
+    sub_set.add_argument("--buffer-size", type=int, default=1000, help="rows mixed by the streaming shuffle")
+    sub_set.add_argument("--overwrite", action="store_true",
+                         help="replace a non-empty --out once the new subset is complete")
+
     args = parser.parse_args(argv)
     if args.command == "check":
         from medcap_utils.data.check import check_dataset
@@ -58,6 +74,24 @@ def main(argv=None) -> int:
             for size in args.size:
                 cache = get_image_cache(args.root, split, size)
                 print(f"{split} {size}px: {len(cache)} images -> {cache.path}")
+        return 0
+    if args.command == "subset":
+        from medcap_utils.data.subset import COLAB_T4_SIZES, SubsetError, subset
+
+        given = {"train": args.n_train, "valid": args.n_valid, "test": args.n_test}
+        fallback = {split: args.n if args.n is not None else COLAB_T4_SIZES[split] for split in given}
+        sizes = {split: fallback[split] if n is None else n for split, n in given.items()}
+        start = time.perf_counter()
+        try:
+            manifest = subset(args.out, sizes, seed=args.seed, source=args.source, revision=args.revision,
+                              buffer_size=args.buffer_size, overwrite=args.overwrite)
+        except SubsetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(" ".join(f"{split}={len(ids)}" for split, ids in manifest["ids"].items()))
+        for name, reason in sorted(manifest["missing"].items()):
+            print(f"missing {name}: {reason}")
+        print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
         return 0
     return 2
 

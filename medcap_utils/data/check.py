@@ -21,7 +21,7 @@ from medcap_utils.data.rocov2 import (
 
 #: Problem kinds, in the order they are reported. Each makes ``check`` fail.
 KINDS = ("missing_file", "malformed_row", "duplicate_id", "empty_caption", "id_mismatch",
-         "missing_image", "undecodable_image", "orphan_image")
+         "missing_image", "undecodable_image", "orphan_image", "subset_manifest")
 
 
 @dataclass
@@ -82,7 +82,8 @@ def _read_id_table(path: Path, header: tuple[str, str], report: CheckReport) -> 
     return table
 
 
-def _check_split(root: Path, split: str, report: CheckReport, decode: bool, workers: int) -> None:
+def _check_split(root: Path, split: str, report: CheckReport, decode: bool, workers: int,
+                 declared_missing: dict[str, str]) -> None:
     files = split_files(root, split)
     if not files["captions"].exists():
         report.problems.append(Problem("missing_file", str(files["captions"].name), "captions CSV not found"))
@@ -96,7 +97,10 @@ def _check_split(root: Path, split: str, report: CheckReport, decode: bool, work
     for key in ("concepts", "concepts_manual"):
         path = files[key]
         if not path.exists():
-            report.problems.append(Problem("missing_file", path.name, f"{key} CSV not found"))
+            if path.name in declared_missing:  # a subset whose source lacks the file says so in subset.json
+                report.warnings.append(Problem("declared_missing", path.name, declared_missing[path.name]))
+            else:
+                report.problems.append(Problem("missing_file", path.name, f"{key} CSV not found"))
             continue
         table = _read_id_table(path, ("ID", "CUIs"), report)
         counts[key] = len(table)
@@ -135,17 +139,26 @@ def _check_split(root: Path, split: str, report: CheckReport, decode: bool, work
 
 
 def check_dataset(root: str | Path, splits=SPLITS, decode: bool = True, workers: int | None = None) -> CheckReport:
-    """Check every split that has a captions CSV (all of ``splits`` must be present)."""
+    """Check every split that has a captions CSV (all of ``splits`` must be present).
+
+    A subset folder (``subset.json``, :mod:`medcap_utils.data.subset`) must be complete with every
+    listed file's sha256 unchanged; the concept files its source lacks are warnings, not problems."""
     root = Path(root)
     report = CheckReport(root=root)
     if not root.is_dir():
         report.problems.append(Problem("missing_file", str(root), "dataset directory not found"))
         return report
+    declared_missing: dict[str, str] = {}
+    if (root / "subset.json").exists():  # written by medcap_utils.data.subset: complete, hashes match
+        from medcap_utils.data.subset import verify_manifest
+
+        found, declared_missing = verify_manifest(root)
+        report.problems.extend(Problem("subset_manifest", where, detail) for where, detail in found)
     mapping = root / "cui_mapping.csv"
     try:
         report.cui_names = read_cui_mapping(mapping) if mapping.exists() else None
     except MalformedCSVError as error:
         report.problems.append(Problem("malformed_row", mapping.name, str(error)))
     for split in splits:
-        _check_split(root, split, report, decode, workers or os.cpu_count() or 1)
+        _check_split(root, split, report, decode, workers or os.cpu_count() or 1, declared_missing)
     return report
