@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medcap_utils.baselines import most_frequent_caption, top_k_concepts
-from medcap_utils.data.rocov2 import image_source, read_captions, read_concepts, split_files
+from medcap_utils.data.rocov2 import image_source, read_captions, read_concepts, split_files, split_frame
 from medcap_utils.evaluate import evaluate_captions, evaluate_concepts
 from medcap_utils.metrics.bootstrap import paired_bootstrap
 from medcap_utils.paths import resolve
@@ -29,7 +29,7 @@ def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root
     train, target = split_files(root, "train"), split_files(root, split)
     ids = list(read_captions(target["captions"]).ID)
     caption = most_frequent_caption(read_captions(train["captions"]).Caption)
-    concepts = top_k_concepts(read_concepts(train["concepts"]).CUIs, k)
+    concepts = top_k_concepts(split_frame(root, "train")["cuis"], k)  # manual concepts where the source has no others
     meta = {"baseline": True, "statistics_from": "train"}
     return [write_run_dir("baseline-most-frequent-caption", "captions", split, data_dir, {i: caption for i in ids},
                           {**meta, "caption": caption}, runs_root),
@@ -81,8 +81,16 @@ def evaluate_run_dir(run_dir, protocols=("coco", "imageclef2024", "imageclef2025
             rows += _rows(run_dir.name, info, protocol, result, subset_of=len(gt_df) if subset else None)
             per_image[protocol] = result["per_image"]
         return rows, per_image
-    gt_df = read_concepts(files["concepts"])
-    gt = dict(zip(gt_df.ID, gt_df.CUIs))
+    source = files["concepts"].name
+    if files["concepts"].exists():
+        gt_df = read_concepts(files["concepts"])
+        gt = dict(zip(gt_df.ID, gt_df.CUIs))
+    else:  # a subset of the HF copy: its manual concepts stand in, and every row says so
+        frame = split_frame(resolve(info["data_dir"]), info["split"])
+        source = frame.attrs["concepts_source"]
+        if source == files["concepts"].name:
+            raise FileNotFoundError(f"{files['concepts']}: no ground truth for concept run {run_dir.name}")
+        gt = dict(zip(frame["id"], frame["cuis"]))
     manual = None
     if files["concepts_manual"].exists():
         m_df = read_concepts(files["concepts_manual"])
@@ -90,7 +98,11 @@ def evaluate_run_dir(run_dir, protocols=("coco", "imageclef2024", "imageclef2025
     pred = read_run_file(run_file, "concepts", valid_ids=gt)
     result = evaluate_concepts(gt, pred, manual, n_boot, seed, out_dir=run_dir / "eval_concepts")
     per_image["concepts"] = result["per_image"]
-    return _rows(run_dir.name, info, "imageclef_concepts", result), per_image
+    rows = _rows(run_dir.name, info, "imageclef_concepts", result)
+    if source != files["concepts"].name:
+        for row in rows:
+            row["note"] = "; ".join(n for n in (row["note"], f"ground truth: {source}") if n)
+    return rows, per_image
 
 
 def evaluate_all_runs(runs_root="reports/runs", **kwargs) -> tuple[pd.DataFrame, dict]:

@@ -147,11 +147,25 @@ def read_image_bytes(source: str) -> bytes:
     return Path(source).read_bytes()
 
 
+def declared_missing(root: str | Path) -> dict[str, str]:
+    """Files a subset's source did not have (``subset.json`` ``missing``: name -> reason); empty otherwise."""
+    import json
+
+    manifest = Path(root) / "subset.json"
+    return dict(json.loads(manifest.read_text()).get("missing", {})) if manifest.exists() else {}
+
+
 def split_frame(root: str | Path, split: str) -> pd.DataFrame:
     """One split without decoding images: ``id, caption, cuis, cuis_manual, modality, image_path``.
 
     Used by notebook 01 (statistics) and by the image cache. IDs missing from a concept file get an
     empty list; use ``python -m medcap_utils.data check`` to find such inconsistencies.
+
+    A subset of the Hugging Face copy of ROCOv2 has only the manual concepts (its ``cui`` column is
+    ``concepts_manual.csv``; ``subset.json`` declares ``concepts.csv`` missing). Then ``cuis`` holds the
+    manual concepts, and ``frame.attrs["concepts_source"]`` says so, so concept detection (notebook 05) and
+    the LSTM's multi-label encoder (07) train on what the source has, labelled, instead of on nothing.
+    The modality comes from ``cuis``, else from ``cuis_manual`` (which holds the modality CUI).
     """
     files = split_files(root, split)
     frame = read_captions(files["captions"]).rename(columns={"ID": "id", "Caption": "caption"})
@@ -161,8 +175,15 @@ def split_frame(root: str | Path, split: str) -> pd.DataFrame:
             frame[column] = [list(table.get(i, [])) for i in frame["id"]]
         else:
             frame[column] = [[] for _ in range(len(frame))]
+    frame.attrs["concepts_source"] = files["concepts"].name
+    if not files["concepts"].exists() and files["concepts_manual"].exists() \
+            and files["concepts"].name in declared_missing(root):
+        frame["cuis"] = [list(c) for c in frame["cuis_manual"]]
+        frame.attrs["concepts_source"] = (f"{files['concepts_manual'].name} (this source has no "
+                                          f"{files['concepts'].name}: {declared_missing(root)[files['concepts'].name]})")
     # object dtype keeps None for "no modality CUI" (pandas' string dtype would turn it into NaN)
-    frame["modality"] = pd.Series([modality_of(c) for c in frame["cuis"]], index=frame.index, dtype=object)
+    frame["modality"] = pd.Series([modality_of(c) or modality_of(m) for c, m in zip(frame["cuis"], frame["cuis_manual"])],
+                                  index=frame.index, dtype=object)
     frame["image_path"] = [image_source(root, split, i) for i in frame["id"]]
     return frame
 
