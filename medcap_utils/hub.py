@@ -288,7 +288,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, \
+        RepositoryNotFoundError
 
     total, failed = 0, []
     for repo_id in _select(args.profile, args.ids, args.root):
@@ -296,7 +297,12 @@ def cmd_download(args) -> int:
             folder = download(repo_id)
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError, ValueError) as err:
             reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            where = "offline (HF_HUB_OFFLINE=1) and not cached" if _offline() else "hub not reachable or no such id"
+            if _offline():
+                where = "offline (HF_HUB_OFFLINE=1) and not cached; run with HF_HUB_OFFLINE=0 where the hub is reachable"
+            elif isinstance(err, RepositoryNotFoundError):
+                where = "no such repository on the hub (or it needs `hf auth login`)"
+            else:
+                where = "the hub is not reachable"
             print(f"error: {repo_id}: {where}: {reason}", file=sys.stderr)
             failed.append(repo_id)
             continue
