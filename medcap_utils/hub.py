@@ -236,7 +236,8 @@ def from_pretrained(cls, name_or_path, **kwargs):
         problem = diagnose(name_or_path, cache)
         if problem is None:
             raise
-        raise HubModelError(f"{problem} ({type(err).__name__}: {str(err)[:200]})") from err
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise HubModelError(f"{problem} ({type(err).__name__}: {first})") from err
 
 
 # ---- command line ------------------------------------------------------------------------------------
