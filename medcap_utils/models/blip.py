@@ -34,9 +34,11 @@ def load_blip(path_or_id: str | Path = BLIP_BASE_ID, dtype: torch.dtype | None =
     """
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
+    from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
+
     path_or_id = str(path_or_id)
-    processor = BlipProcessor.from_pretrained(path_or_id)
-    model = BlipForConditionalGeneration.from_pretrained(path_or_id, dtype=dtype)
+    processor = from_pretrained(BlipProcessor, path_or_id)
+    model = from_pretrained(BlipForConditionalGeneration, path_or_id, dtype=dtype)
     if label_smoothing is not None:
         set_label_smoothing(model, label_smoothing)
     if device is not None:

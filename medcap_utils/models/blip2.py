@@ -67,12 +67,29 @@ def check_processor_matches(model, processor) -> None:
         )
 
 
+def _load_qformer_tokenizer(processor, model, path_or_id) -> None:
+    """InstructBLIP's Q-Former tokenizer lives in the ``qformer_tokenizer`` subfolder. For a hub id,
+    transformers 5.24 first probes ``qformer_tokenizer/config.json`` (absent), and on that error silently
+    falls back to the *language model's* tokenizer in the root, so the Q-Former would read Llama ids.
+    Loading it with the config given skips the probe."""
+    from transformers import AutoTokenizer
+
+    from medcap_utils.hub import from_pretrained
+
+    processor.qformer_tokenizer = from_pretrained(AutoTokenizer, path_or_id, subfolder="qformer_tokenizer",
+                                                  config=model.config.qformer_config)
+
+
 def load_blip2(path_or_id: str | Path = BLIP2_ID, instruct: bool = False, dtype=None, device=None):
     """``(model, processor)`` for BLIP-2 (or InstructBLIP with ``instruct=True``) from a hub id or a
     local directory written by :func:`build_demo_blip2`. Used by notebook 03."""
+    from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
+
     model_cls, processor_cls = _classes(instruct)
-    processor = processor_cls.from_pretrained(str(path_or_id))
-    model = model_cls.from_pretrained(str(path_or_id), dtype=dtype)
+    processor = from_pretrained(processor_cls, path_or_id)
+    model = from_pretrained(model_cls, path_or_id, dtype=dtype)
+    if instruct:
+        _load_qformer_tokenizer(processor, model, path_or_id)
     check_processor_matches(model, processor)
     if device is not None:
         model.to(device)

@@ -52,7 +52,9 @@ def pixels(images_uint8: torch.Tensor) -> torch.Tensor:
 
 def load_visual_encoder(name_or_path: str = "microsoft/resnet-50") -> ResNetModel:
     """A transformers ResNet by hub id (real runs) or by a ``save_pretrained`` directory (demo)."""
-    return ResNetModel.from_pretrained(str(name_or_path))
+    from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
+
+    return from_pretrained(ResNetModel, name_or_path)
 
 
 def small_resnet_config(width: int = 16, depths=(1, 1)) -> ResNetConfig:

@@ -33,7 +33,9 @@ HEADS = ("medcsra", "csra")
 
 def load_resnet_backbone(name_or_path: str = "microsoft/resnet-101") -> ResNetModel:
     """A transformers ResNet: a hub id for real runs, or a directory written by ``save_pretrained``."""
-    return ResNetModel.from_pretrained(str(name_or_path))
+    from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
+
+    return from_pretrained(ResNetModel, name_or_path)
 
 
 def demo_resnet_config(width: int = 16) -> ResNetConfig:

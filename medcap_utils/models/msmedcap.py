@@ -54,10 +54,12 @@ def _quiet_from_pretrained(cls, path_or_id, **kwargs):
     checkpoint lists every unused text/mask-decoder weight)."""
     from transformers.utils import logging
 
+    from medcap_utils.hub import from_pretrained as hub_from_pretrained  # missing/corrupt: one clear error
+
     old = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
-        return cls.from_pretrained(str(path_or_id), **kwargs)
+        return hub_from_pretrained(cls, path_or_id, **kwargs)
     finally:
         logging.set_verbosity(old)
 
@@ -67,7 +69,7 @@ def load_clip_vision(path_or_id=CLIP_ID, dtype=None):
     tower of a BLIP-2 checkpoint such as ``Salesforce/blip2-opt-2.7b`` (the authors' code)."""
     from transformers import AutoConfig, CLIPVisionModel
 
-    if AutoConfig.from_pretrained(str(path_or_id)).model_type == "blip-2":
+    if _quiet_from_pretrained(AutoConfig, path_or_id).model_type == "blip-2":
         return load_blip2_parts(path_or_id, dtype)["vision"]
     return _quiet_from_pretrained(CLIPVisionModel, path_or_id, dtype=dtype)
 
@@ -100,7 +102,9 @@ def load_language_model(path_or_id=OPT_ID, dtype=None):
 def load_tokenizer(path_or_id):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path_or_id))
+    from medcap_utils.hub import from_pretrained
+
+    return from_pretrained(AutoTokenizer, path_or_id)
 
 
 class QFormerBranch(nn.Module):

@@ -28,10 +28,12 @@ VIT_GPT2_ID = "nlpconnect/vit-gpt2-image-captioning"
 def load_vit_gpt2(path_or_id: str | Path = VIT_GPT2_ID, device=None):
     """``(model, image_processor, tokenizer)`` from a hub id or a directory written by
     :func:`build_demo_vit_gpt2`. Used by notebook 03."""
+    from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
+
     path = str(path_or_id)
-    model = VisionEncoderDecoderModel.from_pretrained(path)
-    image_processor = AutoImageProcessor.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = from_pretrained(VisionEncoderDecoderModel, path)
+    image_processor = from_pretrained(AutoImageProcessor, path)
+    tokenizer = from_pretrained(AutoTokenizer, path)
     if tokenizer.pad_token is None:
         # GPT-2 has no padding token; nlpconnect pads with the end token (id 50256), so do we.
         tokenizer.pad_token = tokenizer.eos_token
