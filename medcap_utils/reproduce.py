@@ -136,13 +136,12 @@ def lock_state(root: Path) -> dict:
 def hub_state(profile: str, root: Path) -> dict:
     """Every hub id the profile's recipes name, with the revision found in the local Hugging Face cache
     (``None``: not cached here). The demo names none that it loads, so it records none."""
-    try:
-        from medcap_utils.hub import cached_revision, profile_hub_ids
-    except ImportError:
-        return {}
+    from medcap_utils.hub import cached_snapshot, profile_hub_ids
+
     if profile == "demo":
         return {}
-    return {hub_id: cached_revision(hub_id) for hub_id in profile_hub_ids(profile, root)}
+    snapshots = {hub_id: cached_snapshot(hub_id) for hub_id in profile_hub_ids(profile, root)}
+    return {hub_id: snap.name if snap else None for hub_id, snap in snapshots.items()}
 
 
 def failing_cell(error) -> str:

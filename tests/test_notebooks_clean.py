@@ -24,3 +24,16 @@ def test_notebook_is_committed_clean(path):
     assert len(tagged) == 1, "exactly one cell tagged `parameters`"
     params = "".join(tagged[0]["source"])
     assert 'profile: str = "demo"' in params and "data_dir: str" in params
+
+
+def test_papermill_reads_every_parameter():
+    """papermill's own parser stops at comments it cannot read (an ``=`` after a quote, say) and then warns
+    "Passed unknown parameter" for values it injects; every declared name must survive its parser."""
+    from papermill.translators import PythonTranslator
+
+    from medcap_utils.reproduce import declared_parameters, numbered_notebooks
+
+    for path in numbered_notebooks(NOTEBOOKS[0].parent):
+        cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+        seen = [p.name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})]
+        assert seen == declared_parameters(path), path.name

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     fixtures.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     summary = smoke_fixtures(args.out, seed=args.seed)
-    print(f"smoke fixtures in {args.out}: {summary}")
+    print(f"smoke fixtures in {args.out}: {len(summary['hub'])} stand-in checkpoints in {summary['local_hub_s']} s "
+          f"({', '.join(summary['hub'])}); HF dataset copy in {summary['hf_dataset_s']} s")
     return 0
 
 
