@@ -28,9 +28,10 @@ and in github.com/sctg-development/ROCOv2-radiology; columns ``image, image_id, 
 * It lacks ``{split}_concepts.csv`` (the MedCAT concepts of the primary concept-detection score),
   ``cui_mapping.csv`` (CUI names) and ``license_information.csv`` (per-image licence). They are not
   written and are listed under ``missing`` in ``subset.json``; ``check`` reports them as warnings
-  for such a subset instead of failing. Readers treat a missing concept file as empty lists, so
-  ``split_frame``'s ``cuis`` and ``modality`` (taken from concepts.csv only) are empty for an HF
-  subset, although ``cuis_manual`` holds the modality CUIs.
+  for such a subset instead of failing. ``split_frame`` then fills ``cuis`` from the manual concepts
+  and says so in ``frame.attrs["concepts_source"]`` (the modality comes from them too), so notebooks
+  05 and 07 train on the concepts the source has, labelled; notebook 08 scores concept runs against
+  them and notes it on every row.
 * Images were re-encoded from the Zenodo JPEGs to PNG (lossless from the decoded JPEG). The bytes
   are kept as they are, under the ``{ID}.jpg`` name the readers look up (they decode by content);
   ``subset.json`` counts the formats.
