@@ -193,3 +193,23 @@ def test_embedding_cache_is_per_model_object_and_exact():
     _, _, f = uncached.score(["ct chest nodule", "mri knee", "pet"], refs)
     np.testing.assert_allclose(second["f1"], f.numpy(), rtol=1e-5)
     assert first["f1"][1] == pytest.approx(second["f1"][1])
+
+
+def test_bertscore_does_not_depend_on_its_batch():
+    """A short generic candidate ("number") beside long captions: bert_score's own batched matching
+    lets padding lift its score; ours gives each pair its alone-value in every batch arrangement."""
+    from bert_score import BERTScorer
+
+    path = bs.minilm_path()
+    refs = ["neck ct showing a left lymph node with central necrosis and a fat plane",
+            "coronal ct pelvis with contrast shows a large mass arising from the right ovary", "number"]
+    cands = ["number", "the", "coronal ct pelvis with contrast shows a mass"]
+    alone_ref = BERTScorer(model_type=path, num_layers=6, device="cpu")
+    alone = np.array([alone_ref.score([c], [r])[2].item() for c, r in zip(cands, refs)])
+    batched_lib = alone_ref.score(cands, refs)[2].numpy()
+    assert np.abs(batched_lib - alone).max() > 1e-3  # the padding effect exists for these pairs
+    for batch_size in (1, 2, 3):
+        ours = bs.bertscore(cands, refs, model_type=path, num_layers=6, batch_size=batch_size, device="cpu")["f1"]
+        np.testing.assert_allclose(ours, alone, atol=1e-6)
+    reordered = bs.bertscore(cands[::-1], refs[::-1], model_type=path, num_layers=6, device="cpu")["f1"][::-1]
+    np.testing.assert_allclose(reordered, alone, atol=1e-6)
