@@ -121,6 +121,11 @@ def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None,
     if idf and not idf_sents:
         raise ValueError("idf=True needs idf_sents (the 2025 protocol uses the preprocessed ground truth)")
     key = (model_type, num_layers, batch_size, device or default_device())
+    from bert_score.utils import model2layers
+
+    if num_layers is None and model_type not in model2layers:
+        raise MetricUnavailable(f"BERTScore model {model_type!r}: bert_score knows layer counts only for hub ids; "
+                                "give the layer (num_layers / --bertscore-layers)")
     if key not in _SCORERS:
         try:
             _SCORERS[key] = BERTScorer(model_type=model_type, num_layers=num_layers, idf=False,
