@@ -148,3 +148,14 @@ def test_concepts_protocol_flag_picks_the_secondary_list(tmp_path):
     assert y25["scores"]["f1_secondary"] == pytest.approx((1 + 2 / 3) / 2)  # OCT allowed
     assert y24["scores"]["f1_secondary"] == pytest.approx(1.0)  # OCT not in the 14-CUI list
     assert "14 allowed CUIs of 2024" in y24["provenance"]["notes"]["secondary"]
+
+
+def test_non_utf8_run_exits_2_naming_file_and_line(sample_dir, tmp_path, capsys):
+    gt_path, gt = _small_gt(tmp_path, sample_dir, n=3)
+    ids = list(gt)
+    run = tmp_path / "run.csv"
+    run.write_bytes(f"ID,Caption\n{ids[0]},a\n".encode() + ids[1].encode() + b",caf\xe9\n" + f"{ids[2]},c\n".encode())
+    code = main(["captions", "--gt", str(gt_path), "--pred", str(run), "--metrics", "rouge1", "--bootstrap", "0",
+                 "--out", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{run}: line 3:" in err and "UTF-8" in err
