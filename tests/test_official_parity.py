@@ -79,6 +79,18 @@ def perturbed_cases(gt: list[str], seed: int = 0) -> tuple[list[str], list[str]]
     return gt, cand
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Hundreds of one-pair model calls: on a shared 2-core machine two intra-op threads per tiny call
+    cost ~15x more than one (oversubscription), and the values do not depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sample_pairs(sample_dir):
     df = read_captions(sample_dir / "test_captions.csv")
@@ -117,12 +129,14 @@ def test_bertscore_is_batch_invariant_on_the_sample(sample_pairs, minilm):
     gt, cand = sample_pairs
     gp, cp = [preprocess(g) for g in gt], [preprocess(c) for c in cand]
     kw = dict(model_type=minilm, num_layers=MODEL_LAYERS, idf=True, idf_sents=gp, device="cpu")
-    alone = np.array([bs.bertscore([c], [g], **kw)["f1"][0] for c, g in zip(cp, gp)])
+    # every third pair alone (each a separate call) and every short candidate, where padding bit
+    alone_idx = sorted(set(range(0, len(cp), 3)) | {i for i, c in enumerate(cp) if len(c.split()) <= 2})
+    alone = np.array([bs.bertscore([cp[i]], [gp[i]], **kw)["f1"][0] for i in alone_idx])
     for batch_size in (5, 32, len(cp)):
-        np.testing.assert_allclose(bs.bertscore(cp, gp, batch_size=batch_size, **kw)["f1"], alone, atol=1e-6)
+        np.testing.assert_allclose(bs.bertscore(cp, gp, batch_size=batch_size, **kw)["f1"][alone_idx], alone, atol=1e-6)
     order = np.random.default_rng(0).permutation(len(cp))
     shuffled = bs.bertscore([cp[i] for i in order], [gp[i] for i in order], batch_size=16, **kw)["f1"]
-    np.testing.assert_allclose(shuffled, alone[order], atol=1e-6)
+    np.testing.assert_allclose(shuffled[np.argsort(order)][alone_idx], alone, atol=1e-6)
 
 
 # --- reference: the organisers' concept scoring ------------------------------------------------------

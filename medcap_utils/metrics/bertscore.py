@@ -101,7 +101,7 @@ def _patch_embedding_cache() -> None:
     utils.get_bert_embedding = get_bert_embedding
 
 
-_SCORERS: dict = {}  # (model, layers, batch, device) -> BERTScorer or the MetricUnavailable it raised
+_SCORERS: dict = {}  # (model, layers, device) -> BERTScorer or the MetricUnavailable it raised
 
 
 def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None, idf: bool = False,
@@ -120,7 +120,9 @@ def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None,
     _patch_embedding_cache()
     if idf and not idf_sents:
         raise ValueError("idf=True needs idf_sents (the 2025 protocol uses the preprocessed ground truth)")
-    key = (model_type, num_layers, batch_size, device or default_device())
+    # The batch size is not part of the key: batching happens in bertscore(), so one model load
+    # (and one embedding cache) serves every batch size.
+    key = (model_type, num_layers, device or default_device())
     from bert_score.utils import model2layers
 
     if num_layers is None and model_type not in model2layers:
@@ -128,8 +130,10 @@ def load_scorer(model_type: str = OFFICIAL_MODEL, num_layers: int | None = None,
                                 "give the layer (num_layers / --bertscore-layers)")
     if key not in _SCORERS:
         try:
+            # nthreads=0: idf counting in this process; bert_score's default forks a pool of 4, which
+            # costs seconds per call on a small machine and gives the same counts.
             _SCORERS[key] = BERTScorer(model_type=model_type, num_layers=num_layers, idf=False,
-                                       batch_size=batch_size, device=key[3])
+                                       batch_size=batch_size, device=key[2], nthreads=0)
         except (OSError, ValueError, KeyError, ImportError) as err:
             _SCORERS[key] = MetricUnavailable(f"BERTScore model {model_type!r} could not be loaded: {str(err)[:300]}")
     scorer = _SCORERS[key]
