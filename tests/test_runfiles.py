@@ -85,3 +85,14 @@ def test_non_utf8_names_file_and_line(tmp_path):
     with pytest.raises(RunFileError) as err:
         read_run_file(path, "captions", IDS)
     assert err.value.line == 3 and str(path) in str(err.value) and "UTF-8" in err.value.message
+
+
+def test_every_rule_has_a_row_in_the_evaluation_docs():
+    from pathlib import Path
+
+    from medcap_utils.runfiles import RULES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    documented = {line.split("`")[1] for line in rows}
+    assert set(RULES) <= documented, sorted(set(RULES) - documented)
