@@ -1,15 +1,17 @@
 """Evaluate caption or concept predictions: Python API and ``python -m medcap_utils.evaluate``.
 
     python -m medcap_utils.evaluate captions --gt GT.csv --pred RUN.csv \\
-        --protocol coco|imageclef2024|imageclef2025 [--images DIR] [--metrics ...] --out metrics.json
+        --protocol coco|imageclef2024|imageclef2025 [--images DIR] [--metrics ...] \\
+        [--clip-model ID|DIR] [--bertscore-model ID|DIR --bertscore-layers N] --out metrics.json
     python -m medcap_utils.evaluate concepts --gt concepts.csv [--gt-manual concepts_manual.csv] \\
-        --pred RUN.csv --out metrics.json
+        [--protocol imageclef2024|imageclef2025] --pred RUN.csv --out metrics.json
 
 The result has ``scores`` (COCO metrics under pycocoevalcap's names, concept scores as
 ``f1_primary`` / ``f1_secondary``), ``ci`` (bootstrap 95% over images), ``per_image`` (a table, or
 the path of its CSV when written to disk), ``unavailable`` (metric -> reason) and ``provenance``.
 With ``out_dir`` the references, hypotheses, per-image scores and scores are written as files too.
-A run file that fails validation exits with status 2 and the line number. Used by notebook 08.
+A run file that fails validation (including bytes that are not UTF-8) exits with status 2, naming
+the file and the line. The rules, year by year, are in docs/evaluation.md. Used by notebook 08.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from medcap_utils.metrics import MetricUnavailable, bootstrap as bt
 from medcap_utils.metrics.provenance import provenance
 
 CAPTION_PROTOCOLS = ("coco", "imageclef2024", "imageclef2025")
+CONCEPT_PROTOCOLS = ("imageclef2024", "imageclef2025")
 
 
 def image_paths_for(ids: list, images) -> list[str] | None:
@@ -78,11 +81,13 @@ def _coco_part(ids, gt, pred, metrics, n_boot, seed, counts):
 def evaluate_captions(gt: dict, pred: dict, protocol: str = "coco", metrics=None, images=None,
                       bootstrap: int = bt.N_BOOT, seed: int = 0, out_dir=None, device: str | None = None,
                       clip_model: str | None = None, bertscore_model: str | None = None,
-                      verbose: bool = False) -> dict:
+                      bertscore_layers: int | None = None, verbose: bool = False) -> dict:
     """Score captions ``pred`` {id: str} against ``gt`` {id: str} (the images are ``gt``'s keys).
 
     ``protocol``: ``coco`` (pycocoevalcap + ImageCLEF ROUGE-1) or an ImageCLEF year; ``bootstrap``:
-    number of resamples for the CIs (0 = none). Returns scores, ci, per_image, unavailable, provenance.
+    number of resamples for the CIs (0 = none). ``bertscore_model`` may be a local directory, then
+    ``bertscore_layers`` says which layer's embeddings to use. Returns scores, ci, per_image,
+    unavailable, provenance.
     """
     if protocol not in CAPTION_PROTOCOLS:
         raise ValueError(f"protocol must be one of {CAPTION_PROTOCOLS}")
@@ -103,9 +108,11 @@ def evaluate_captions(gt: dict, pred: dict, protocol: str = "coco", metrics=None
         from medcap_utils.metrics import bertscore as bs
         from medcap_utils.metrics.imageclef import evaluate_imageclef
 
-        res = evaluate_imageclef([gt[i] for i in ids], [pred[i] for i in ids], protocol, metrics,
-                                 image_paths_for(ids, images), bertscore_model or bs.OFFICIAL_MODEL,
-                                 clip_model, device, verbose=verbose)
+        res = evaluate_imageclef([gt[i] for i in ids], [pred[i] for i in ids], protocol, metrics=metrics,
+                                 image_paths=image_paths_for(ids, images),
+                                 bertscore_model=bertscore_model or bs.OFFICIAL_MODEL,
+                                 bertscore_num_layers=bertscore_layers, clip_model=clip_model,
+                                 device=device, verbose=verbose)
         out = {"scores": res["scores"], "per_image": res["per_image"], "ci": {}, "unavailable": res["unavailable"],
                "notes": {**res["notes"], "combined": res["combined"]}}
         extra_counts = res["counts"]
@@ -129,14 +136,18 @@ def evaluate_captions(gt: dict, pred: dict, protocol: str = "coco", metrics=None
 
 
 def evaluate_concepts(gt: dict, pred: dict, gt_manual: dict | None = None, bootstrap: int = bt.N_BOOT,
-                      seed: int = 0, out_dir=None) -> dict:
+                      seed: int = 0, out_dir=None, protocol: str = "imageclef2025") -> dict:
     """Official primary/secondary per-image F1 plus micro/macro F1 and per-concept P/R.
 
     ``gt``/``gt_manual``/``pred``: {id: [CUI, ...]}; images without a prediction count as empty ones.
+    ``protocol`` picks the year's secondary CUI list (14 CUIs in 2024, 15 in 2025).
     """
     from medcap_utils.metrics.concepts import concept_scores, per_concept_table
 
-    res = concept_scores(gt, pred, gt_manual)
+    if protocol not in CONCEPT_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {CONCEPT_PROTOCOLS}")
+    year = int(protocol[-4:])
+    res = concept_scores(gt, pred, gt_manual, year=year)
     ci = {}
     for name, per in res["per_image"].items():
         if bootstrap and per:
@@ -147,10 +158,11 @@ def evaluate_concepts(gt: dict, pred: dict, gt_manual: dict | None = None, boots
                           **{k: [v.get(i, np.nan) for i in ids] for k, v in res["per_image"].items()}})
     result = {"task": "concepts", "scores": res["scores"], "ci": ci, "unavailable": {}, "per_image": table,
               "per_concept": per_concept_table(gt, pred),
-              "provenance": provenance(protocol="imageclef concept detection", counts=res["counts"],
+              "provenance": provenance(protocol=f"{protocol} concept detection", counts=res["counts"],
                                        bootstrap=bootstrap, seed=seed,
                                        notes={"f1": "per-image binary F1 over union of CUIs, upper-cased; empty ground truth skipped",
-                                              "secondary": "concepts_manual restricted to the 15 allowed CUIs"})}
+                                              "secondary": f"concepts_manual restricted to the {res['secondary_cuis']} "
+                                                           f"allowed CUIs of {year}"})}
     if out_dir is not None:
         write_outputs(result, out_dir, texts=False)
     return result
@@ -206,9 +218,13 @@ def _parser() -> argparse.ArgumentParser:
     cap.add_argument("--metrics", nargs="+", help="subset of metric names (default: the protocol's)")
     cap.add_argument("--clip-model", help="CLIP id or directory (default openai/clip-vit-base-patch32)")
     cap.add_argument("--bertscore-model", help="BERTScore model id or directory (default deberta-xlarge-mnli)")
+    cap.add_argument("--bertscore-layers", type=int,
+                     help="layer whose embeddings BERTScore uses; needed with a model directory (e.g. 6 for MiniLM-L6)")
     con = sub.add_parser("concepts", help="score a concept run file")
     con.add_argument("--gt", required=True, help="ground truth ID,CUIs CSV")
     con.add_argument("--gt-manual", help="concepts_manual CSV for the secondary F1")
+    con.add_argument("--protocol", default="imageclef2025", choices=CONCEPT_PROTOCOLS,
+                     help="year whose secondary CUI list applies (2024: 14 CUIs, 2025: 15 with OCT)")
     con.add_argument("--pred", required=True, help="run file <image_id>,<CUI>;<CUI>...")
     for sp in (cap, con):
         sp.add_argument("--out", required=True, help="metrics JSON to write")
@@ -229,9 +245,10 @@ def main(argv=None) -> int:
             gt_df = read_captions(args.gt)
             gt = dict(zip(gt_df.ID, gt_df.Caption))
             pred = read_run_file(args.pred, "captions", valid_ids=gt)
-            result = evaluate_captions(gt, pred, args.protocol, args.metrics, args.images, args.bootstrap,
-                                       args.seed, out_dir=side, clip_model=args.clip_model,
-                                       bertscore_model=args.bertscore_model)
+            result = evaluate_captions(gt, pred, protocol=args.protocol, metrics=args.metrics, images=args.images,
+                                       bootstrap=args.bootstrap, seed=args.seed, out_dir=side,
+                                       clip_model=args.clip_model, bertscore_model=args.bertscore_model,
+                                       bertscore_layers=args.bertscore_layers)
         else:
             gt_df = read_concepts(args.gt)
             gt = dict(zip(gt_df.ID, gt_df.CUIs))
@@ -240,7 +257,8 @@ def main(argv=None) -> int:
                 m_df = read_concepts(args.gt_manual)
                 manual = dict(zip(m_df.ID, m_df.CUIs))
             pred = read_run_file(args.pred, "concepts", valid_ids=gt)
-            result = evaluate_concepts(gt, pred, manual, args.bootstrap, args.seed, out_dir=side)
+            result = evaluate_concepts(gt, pred, gt_manual=manual, bootstrap=args.bootstrap, seed=args.seed,
+                                       out_dir=side, protocol=args.protocol)
     except RunFileError as err:
         print(f"invalid run file: {err}", file=sys.stderr)
         return 2

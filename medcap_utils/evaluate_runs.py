@@ -76,8 +76,9 @@ def evaluate_run_dir(run_dir, protocols=("coco", "imageclef2024", "imageclef2025
         has_images = files["images_dir"].is_dir() or files["images_zip"].exists()
         rows = []
         for protocol in protocols:
-            result = evaluate_captions(gt, pred, protocol, metrics, images=images if has_images else None, bootstrap=n_boot,
-                                       seed=seed, out_dir=run_dir / f"eval_{protocol}", clip_model=clip_model)
+            result = evaluate_captions(gt, pred, protocol=protocol, metrics=metrics,
+                                       images=images if has_images else None, bootstrap=n_boot, seed=seed,
+                                       out_dir=run_dir / f"eval_{protocol}", clip_model=clip_model)
             rows += _rows(run_dir.name, info, protocol, result, subset_of=len(gt_df) if subset else None)
             per_image[protocol] = result["per_image"]
         return rows, per_image
@@ -96,7 +97,8 @@ def evaluate_run_dir(run_dir, protocols=("coco", "imageclef2024", "imageclef2025
         m_df = read_concepts(files["concepts_manual"])
         manual = dict(zip(m_df.ID, m_df.CUIs))
     pred = read_run_file(run_file, "concepts", valid_ids=gt)
-    result = evaluate_concepts(gt, pred, manual, n_boot, seed, out_dir=run_dir / "eval_concepts")
+    result = evaluate_concepts(gt, pred, gt_manual=manual, bootstrap=n_boot, seed=seed,
+                               out_dir=run_dir / "eval_concepts")
     per_image["concepts"] = result["per_image"]
     rows = _rows(run_dir.name, info, "imageclef_concepts", result)
     if source != files["concepts"].name:

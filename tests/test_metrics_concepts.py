@@ -49,3 +49,16 @@ def test_baselines():
     assert top_k_concepts([["C1", "c2"], ["C2"], ["C3", "C2"]], 2) == ["C2", "C1"]
     with pytest.raises(ValueError):
         most_frequent_caption([])
+
+
+def test_secondary_cui_list_follows_the_year():
+    """OCT (C0920367) joined the allowed list in 2025: an OCT-only image counts in 2025, not in 2024."""
+    manual = {"a": ["C0920367"], "b": ["C0040405"]}
+    pred = {"a": ["C0920367"], "b": ["C0920367", "C0040405"]}
+    # 2025: a -> 1; b: P=1/2, R=1 -> 2/3.  2024: a has no allowed CUI -> skipped; b: OCT dropped -> 1.
+    assert f1_secondary(manual, pred, year=2025) == pytest.approx((1 + 2 / 3) / 2)
+    assert f1_secondary(manual, pred, year=2024) == pytest.approx(1.0)
+    assert concept_scores(manual, pred, manual, year=2024)["scores"]["f1_secondary"] == pytest.approx(1.0)
+    assert concept_scores(manual, pred, manual)["secondary_cuis"] == 15
+    with pytest.raises(ValueError):
+        f1_secondary(manual, pred, year=2019)

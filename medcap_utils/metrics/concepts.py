@@ -4,7 +4,8 @@ Official primary: for every image with a non-empty ground-truth CUI list, binary
 of ground-truth and predicted CUIs (both upper-cased), i.e. 2|T∩P| / (|T| + |P|) (equal to sklearn's
 ``f1_score(average="binary")`` on that union; 0 when nothing is predicted); the sum is divided by
 the number of such images. Secondary: the same on ``concepts_manual`` with ground truth AND
-predictions restricted to the 15 allowed CUIs (images left with no ground truth are skipped).
+predictions restricted to the allowed CUIs of the year (images left with no ground truth are
+skipped): 14 CUIs up to 2024, 15 from 2025 (C0920367, OCT, added), see ``SECONDARY_CUIS``.
 
 (The organisers' reader turns an empty CSV field into the one-element tuple ``("",)``, so an image
 with an empty primary ground truth is in fact scored there; ROCOv2 images all carry concepts, and
@@ -19,6 +20,18 @@ import numpy as np
 import pandas as pd
 
 from medcap_utils.data.rocov2 import MANUAL_CUIS
+
+OCT = "C0920367"
+# The secondary score's allowed CUIs by protocol year (the earlier evaluator lists 14, 2025 adds OCT).
+SECONDARY_CUIS = {2023: MANUAL_CUIS - {OCT}, 2024: MANUAL_CUIS - {OCT}, 2025: MANUAL_CUIS, 2026: MANUAL_CUIS}
+DEFAULT_YEAR = 2025
+
+
+def secondary_cuis(year: int = DEFAULT_YEAR) -> frozenset:
+    """The allowed CUIs of the secondary score in ``year``."""
+    if year not in SECONDARY_CUIS:
+        raise ValueError(f"no secondary CUI list for {year}; known years {sorted(SECONDARY_CUIS)}")
+    return SECONDARY_CUIS[year]
 
 
 def _norm(cuis) -> frozenset:
@@ -45,9 +58,10 @@ def f1_primary(gt: dict, pred: dict) -> float:
     return float(np.mean(list(scores.values()))) if scores else float("nan")
 
 
-def f1_secondary(gt_manual: dict, pred: dict, allowed=MANUAL_CUIS) -> float:
-    """The official secondary score on the manual concepts, restricted to ``allowed`` (15 CUIs)."""
-    scores = per_image_f1(gt_manual, pred, allowed)
+def f1_secondary(gt_manual: dict, pred: dict, allowed=None, year: int = DEFAULT_YEAR) -> float:
+    """The official secondary score on the manual concepts, restricted to ``allowed`` (default: the
+    list of ``year``)."""
+    scores = per_image_f1(gt_manual, pred, secondary_cuis(year) if allowed is None else allowed)
     return float(np.mean(list(scores.values()))) if scores else float("nan")
 
 
@@ -83,17 +97,18 @@ def micro_macro_f1(gt: dict, pred: dict) -> dict:
     return {"f1_micro": float(micro), "f1_macro": macro}
 
 
-def concept_scores(gt: dict, pred: dict, gt_manual: dict | None = None) -> dict:
-    """``scores`` (f1_primary, f1_secondary, f1_micro, f1_macro) and per-image primary/secondary F1."""
+def concept_scores(gt: dict, pred: dict, gt_manual: dict | None = None, year: int = DEFAULT_YEAR) -> dict:
+    """``scores`` (f1_primary, f1_secondary, f1_micro, f1_macro) and per-image primary/secondary F1;
+    ``year`` picks the secondary score's CUI list."""
     primary = per_image_f1(gt, pred)
     scores = {"f1_primary": float(np.mean(list(primary.values()))) if primary else float("nan")}
     per_image = {"f1_primary": primary}
     if gt_manual is not None:
-        secondary = per_image_f1(gt_manual, pred, MANUAL_CUIS)
+        secondary = per_image_f1(gt_manual, pred, secondary_cuis(year))
         scores["f1_secondary"] = float(np.mean(list(secondary.values()))) if secondary else float("nan")
         per_image["f1_secondary"] = secondary
     scores.update(micro_macro_f1(gt, pred))
-    return {"scores": scores, "per_image": per_image, "counts": {
+    return {"scores": scores, "per_image": per_image, "year": year, "secondary_cuis": len(secondary_cuis(year)), "counts": {
         "images": len(gt), "images_scored": len(primary),
         "images_empty_gt": len(gt) - len(primary),
         "images_empty_prediction": sum(not _norm(pred.get(i, ())) for i in gt)}}

@@ -1,8 +1,18 @@
 """The ImageCLEFmedical caption-prediction protocols (2023/2024 and 2025) as the organisers run them.
 
 Preprocessing (BERTScore, ROUGE-1, BLEURT): ``lower()``, every ``\\d+`` -> ``number``, then delete
-``string.punctuation``. Every metric is computed per image and averaged; a pair whose two
-(preprocessed) texts are both empty scores 1.
+``string.punctuation``. Every metric is computed per image and averaged.
+
+"Both empty" (the pair scores 1 without a model) is decided per year, see ``BOTH_EMPTY_ON``:
+
+- 2025: on the raw texts (``len(text) == 0``). A pair that is empty only after preprocessing
+  ("(*)." against "") is scored by the metric: BERTScore 0 (bert_score's value for an empty
+  sentence), ROUGE-1 0. BLEURT has no empty rule (the model scores every pair); the similarity,
+  AlignScore and MedCAT components apply the raw rule (see their modules).
+- 2023/2024: the earlier evaluator tests emptiness after preprocessing, sets the score to 1, then
+  reads that integer like a result dict (``1["f1"]``) and stops with a ``TypeError``, so the
+  official code never produced a number for such a pair. medcap gives the 1 the code means to
+  give; the provenance notes say so.
 
 - ``imageclef2024``: primary BERTScore F1 (deberta-xlarge-mnli, no idf), secondary ROUGE-1; also
   BLEU-1, BLEURT, METEOR, CIDEr, CLIPScore, RefCLIPScore (the leaderboard list of seed 000). The
@@ -46,11 +56,29 @@ COMBINED = {
     },
 }
 PRIMARY = {"imageclef2024": ("bertscore_f1", "rouge1"), "imageclef2025": ("relevance", "factuality")}
+YEAR = {"imageclef2024": 2024, "imageclef2025": 2025}
+# Which texts decide that a pair is "both empty" (score 1, no model call).
+BOTH_EMPTY_ON = {"imageclef2024": "preprocessed", "imageclef2025": "raw"}
+BOTH_EMPTY_NOTE = {
+    "imageclef2024": "both empty after preprocessing -> 1 (the 2023/2024 evaluator decides here, then "
+                     "crashes on its own 1 with a TypeError; medcap gives the 1 it intends)",
+    "imageclef2025": "both raw texts empty -> 1 (as the 2025 evaluator); a pair empty only after "
+                     "preprocessing is scored by the metric (BERTScore 0, ROUGE-1 0); BLEURT has no empty rule",
+}
 
 
 def preprocess(text: str) -> str:
     """The organisers' caption preprocessing: lower-case, digits runs -> ``number``, no punctuation."""
     return _NUMBER.sub("number", str(text).lower()).translate(_NO_PUNCT)
+
+
+def both_empty_pairs(gt: list[str], cand: list[str], on: str) -> np.ndarray:
+    """Boolean mask of the pairs whose two texts are empty, judged on the ``"raw"`` or the
+    ``"preprocessed"`` texts (``BOTH_EMPTY_ON[protocol]`` says which a protocol uses)."""
+    if on not in ("raw", "preprocessed"):
+        raise ValueError("on must be 'raw' or 'preprocessed'")
+    view = (lambda t: str(t)) if on == "raw" else preprocess
+    return np.array([len(view(g)) == 0 and len(view(c)) == 0 for g, c in zip(gt, cand)], dtype=bool)
 
 
 def _with_both_empty(values_for, both_empty: np.ndarray) -> np.ndarray:
@@ -78,10 +106,14 @@ def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=No
         raise ValueError("gt and cand differ in length")
     wanted = METRICS[protocol] if metrics is None else [m for m in METRICS[protocol] if m in set(metrics)]
     gt_pp, cand_pp = [preprocess(t) for t in gt], [preprocess(t) for t in cand]
-    both_empty = np.array([not g and not c for g, c in zip(gt_pp, cand_pp)], dtype=bool)
-    per, unavailable, notes = {}, {}, {"preprocessing": "lower; \\d+ -> number; strip string.punctuation"}
+    raw_both_empty = both_empty_pairs(gt, cand, "raw")
+    both_empty = both_empty_pairs(gt, cand, BOTH_EMPTY_ON[protocol])
+    per, unavailable = {}, {}
+    notes = {"preprocessing": "lower; \\d+ -> number; strip string.punctuation",
+             "both_empty": BOTH_EMPTY_NOTE[protocol]}
     counts = {"pairs": len(gt), "empty_candidates": sum(not c for c in cand_pp),
-              "empty_references": sum(not g for g in gt_pp), "both_empty": int(both_empty.sum())}
+              "empty_references": sum(not g for g in gt_pp), "both_empty": int(both_empty.sum()),
+              "both_empty_raw": int(raw_both_empty.sum())}
     idf = protocol == "imageclef2025"
 
     def attempt(name, fn):
@@ -130,9 +162,11 @@ def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=No
     if "bleurt" in wanted:
         from medcap_utils.metrics.bleurt import bleurt_scores
 
-        attempt("bleurt", lambda: per.__setitem__("bleurt", _with_both_empty(
-            lambda i: bleurt_scores(pick(cand_pp, i), pick(gt_pp, i), batch_size=batch_size, device=device)["bleurt"],
-            both_empty)))
+        # No empty rule: the organisers' BLEURT scores every pair, an empty one included (2024's
+        # BLEURT code is not public; medcap applies 2025's).
+        attempt("bleurt", lambda: per.__setitem__("bleurt", bleurt_scores(
+            cand_pp, gt_pp, batch_size=batch_size, device=device)["bleurt"]))
+        notes["bleurt"] = {"model_id": "lucadiliello/BLEURT-20-D12", "max_length": 512, "empty_rule": "none"}
 
     coco_wanted = [m for m in ("bleu1", "meteor", "cider") if m in wanted]
     if coco_wanted:
@@ -171,9 +205,7 @@ def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=No
         def sim_fn():
             if image_paths is None:
                 raise MetricUnavailable("no images given (--images DIR)")
-            values = medimageinsight_similarity(image_paths, list(cand))
-            values[both_empty] = 0.0  # the organisers' rule for this component
-            per["similarity"] = values
+            per["similarity"] = medimageinsight_similarity(image_paths, list(cand), list(gt), year=YEAR[protocol])
         attempt("similarity", sim_fn)
 
     from medcap_utils.metrics import factuality
