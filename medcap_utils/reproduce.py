@@ -174,7 +174,20 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     reports = (root / config["reports"]) if config.get("reports") else root / "reports"
+    previous = os.environ.get("MEDCAP_REPORTS")
     os.environ["MEDCAP_REPORTS"] = str(reports)  # read by medcap_utils.paths.reports_root in every kernel
+    try:
+        return _run_notebooks(profile, root, notebooks, config, overrides, reports, only)
+    finally:  # the caller's process keeps its own reports root
+        if previous is None:
+            os.environ.pop("MEDCAP_REPORTS", None)
+        else:
+            os.environ["MEDCAP_REPORTS"] = previous
+
+
+def _run_notebooks(profile, root, notebooks, config, overrides, reports, only) -> int:
+    import papermill
+
     out_dir = reports / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -84,3 +85,42 @@ def test_every_profile_section_names_declared_parameters():
             assert not undeclared, f"{profile}.yaml {section}: {sorted(undeclared)}"
         for notebook in notebooks.values():
             assert {"profile", "data_dir"} <= set(reproduce.declared_parameters(notebook)), notebook.name
+
+
+PROFILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if p.stem != "handoff")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_names_only_parameters_its_notebooks_declare(profile):
+    from medcap_utils.reproduce import load_profile, notebook_parameters, numbered_notebooks
+
+    root = Path(__file__).resolve().parents[1]
+    notebooks = numbered_notebooks(root / "notebooks")
+    config = load_profile(profile, root / "configs", notebooks)
+    assert config["defaults"]["profile"] in ("demo", "rocov2")  # the code path the notebooks take
+    for notebook in notebooks:
+        params = notebook_parameters(config, notebook, {})
+        assert params["profile"] == config["defaults"]["profile"]
+
+
+def test_derived_profile_merges_over_its_parent_and_keeps_its_own_reports():
+    from medcap_utils.reproduce import load_profile, numbered_notebooks
+
+    root = Path(__file__).resolve().parents[1]
+    smoke = load_profile("rocov2-smoke", root / "configs", numbered_notebooks(root / "notebooks"))
+    assert smoke["02_blip_finetuning"]["models_2q2t"] == ["blip_base", "blip_large"]  # from rocov2
+    assert smoke["02_blip_finetuning"]["epochs"] == 1  # its own
+    assert smoke["reports"] == "build/rocov2-smoke/reports" and smoke["defaults"]["profile"] == "rocov2"
+    subset = load_profile("rocov2-subset", root / "configs")
+    assert "reports" not in subset and subset["00_data_setup"]["source"] == "hf"
+
+
+def test_misspelt_section_and_unmatched_only_are_refused(tmp_path):
+    from medcap_utils.reproduce import load_profile, numbered_notebooks, run
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "typo.yaml").write_text("defaults: {profile: demo}\n02_blip_finetunig: {epochs: 1}\n")
+    with pytest.raises(SystemExit, match="unknown sections.*02_blip_finetunig"):
+        load_profile("typo", tmp_path, numbered_notebooks(root / "notebooks"))
+    with pytest.raises(SystemExit, match="matches no notebook"):
+        run("demo", only=["99"], root=root)
