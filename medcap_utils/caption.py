@@ -87,6 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     kw = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
               no_repeat_ngram_size=args.no_repeat_ngram_size, batch_size=args.batch_size)
+    from medcap_utils.hub import HubModelError
+
+    try:
+        return _run(args, ap, kw)
+    except HubModelError as err:  # a user's missing or corrupt checkpoint: one line with the fix, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args, ap, kw) -> int:
     if args.data_dir:
         name = args.run_name or f"{Path(args.model).name}_{args.split}"
         print(caption_split(args.model, args.data_dir, args.split, name, runs_root=args.runs_root, **kw))

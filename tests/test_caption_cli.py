@@ -58,3 +58,26 @@ def test_split_run_is_a_valid_imageclef_run(model_dir, demo_root, tmp_path):
     preds = read_run_file(run_file, "captions", valid_ids=ids, require_all=True)
     assert sorted(preds) == sorted(ids)
     assert info["split"] == "test" and info["meta"]["num_beams"] == 1 and info["meta"]["captions_per_s"] > 0
+
+
+def test_cli_captions_with_a_hub_id_from_the_local_cache(tmp_path):
+    """The README's `--model Salesforce/blip-image-captioning-base` offline: the id resolves through
+    huggingface_hub's cache lookup in HF_HOME (a stand-in cache in the real layout), nothing maps paths."""
+    from medcap_utils.testing.local_hub import write_local_hub
+
+    hub_id = "Salesforce/blip-image-captioning-base"
+    write_local_hub(tmp_path / "hf", ids=[hub_id])
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(paths[-1])
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "medcap_utils.caption", "--model", hub_id, "--max-new-tokens", "6", *map(str, paths)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.strip().splitlines()) == 3
+    missing = subprocess.run([*cmd[:4], "Salesforce/blip-image-captioning-large", *map(str, paths)],
+                             capture_output=True, text=True, env=env, cwd=REPO)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "Salesforce/blip-image-captioning-large" in missing.stderr and "make models" in missing.stderr
