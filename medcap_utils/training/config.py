@@ -35,7 +35,12 @@ class TrainConfig:
     min_lr_ratio: float = 0.0  # cosine/linear floor as a fraction of lr
     batch_size: int = 8  # per process
     grad_accum: int = 1
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    #: "auto" | "no" | "bf16" | "fp16"; fit() resolves it for the device (medcap_utils.device.resolve_mixed_precision):
+    #: auto = bf16 on compute capability >= 8.0, fp16 + GradScaler below, fp32 on CPU; bf16 on an older GPU -> fp16
+    mixed_precision: str = "no"
+    #: recompute each transformer layer in the backward pass (HF gradient_checkpointing_enable): activations of a
+    #: layer are not kept, at the cost of one more forward; medcap_utils.device.plan_batch turns it on when needed
+    gradient_checkpointing: bool = False
     max_grad_norm: float | None = None  # None = no clipping
     seed: int = 0
     early_stopping_patience: int | None = None  # epochs without improvement; None = off
@@ -56,7 +61,7 @@ class TrainConfig:
         for name, allowed in [
             ("optimizer", {"adamw", "adam", "sgd"}),
             ("scheduler", {"none", "step", "cosine", "linear"}),
-            ("mixed_precision", {"no", "bf16", "fp16"}),
+            ("mixed_precision", {"auto", "no", "bf16", "fp16"}),
             ("monitor_mode", {"min", "max"}),
         ]:
             if getattr(self, name) not in allowed:
@@ -112,3 +117,6 @@ class TrainResult:
     #: training loss of every optimiser step (mean over its accumulated micro-batches), this process; the
     #: loss-curve comparison of fast and plain BLIP training (``medcap_utils.loss_curves``) reads it
     step_losses: list[float] = field(default_factory=list)
+    #: the precision the run actually used ("no" = fp32, "bf16", "fp16") and why (cfg.mixed_precision may say "auto")
+    mixed_precision: str = "no"
+    precision_reason: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ..device import resolve_mixed_precision
 from .config import TrainConfig, TrainResult
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -85,6 +87,15 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig,
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
                                 fused=fused)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Per-layer activation recomputation of a transformers model (BLIP: vision encoder and text decoder layers
+    are ``GradientCheckpointingLayer``s in transformers 5). Non-reentrant checkpointing, as PyTorch recommends:
+    it needs no input that requires grad, so a frozen embedding or vision encoder does not cut the gradient."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> float:
@@ -186,16 +197,29 @@ def fit(
     # each fit call is its own run (a notebook may train in fp32, then in bf16), so that part is reset here.
     # The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
+    cuda = torch.cuda.is_available()
+    # "auto" and requests the device cannot honour (bf16 below compute capability 8.0, anything on a CPU) are
+    # resolved here, once, for this process's device; Accelerate then adds the GradScaler for fp16 itself.
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    precision = resolve_mixed_precision(cfg.mixed_precision, device, verbose=False)
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=precision.value,
         gradient_accumulation_steps=cfg.grad_accum,
-        cpu=not torch.cuda.is_available(),
+        cpu=not cuda,
     )
+    if precision.changed:
+        accelerator.print(precision.reason)
     set_seed(cfg.seed)
     out = Path(cfg.output_dir) if cfg.output_dir else None
     ckpt_root = out / "checkpoints" if out else None
 
     params = list(trainable_params) if trainable_params is not None else list(model.parameters())
+    half = sorted({str(p.dtype) for p in params if p.requires_grad and p.dtype != torch.float32})
+    if half:  # AdamW on 16-bit weights loses small updates; mixed precision means fp32 weights + autocast
+        raise ValueError(f"trainable parameters in {half}: load the model in float32 for training; "
+                         f"mixed_precision={cfg.mixed_precision!r} runs the 16-bit parts through autocast")
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     model.to(accelerator.device)  # before the optimiser, so a GPU run gets the fused kernel
     optimizer = build_optimizer(params, cfg, fused=accelerator.device.type == "cuda")
     sampler = sampler if sampler is not None else EpochShuffleSampler(len(train_dataset), cfg.seed)
@@ -358,4 +382,5 @@ def fit(
     return TrainResult(history=history, best=dict(state.best), wall_time_s=time.perf_counter() - t_call,
                        train_time_s=float(history["seconds"].sum()) if len(history) else 0.0, output_dir=out,
                        global_step=state.global_step, stopped_early=state.stopped_early, best_dir=best_dir,
-                       step_losses=list(state.step_losses))
+                       step_losses=list(state.step_losses), mixed_precision=precision.value,
+                       precision_reason=precision.reason)
