@@ -71,10 +71,19 @@ class DeviceInfo:
         return f"{self.name} ({cc}{self.total_bytes / GIB:.1f} GiB)"
 
 
+def current_device() -> torch.device:
+    """This process's device: its GPU under ``accelerate launch`` (LOCAL_RANK), the first GPU, or the CPU.
+
+    Asking about GPU 0 from every process would open a CUDA context on GPU 0 for each of them."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
 def device_info(device: str | torch.device | None = None) -> DeviceInfo:
-    """Name, compute capability and memory of ``device`` (default: the first GPU, else the CPU)."""
+    """Name, compute capability and memory of ``device`` (default: :func:`current_device`)."""
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = current_device()
     device = torch.device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else 0
@@ -105,12 +114,14 @@ class Precision:
 
 
 def resolve_mixed_precision(requested: str = "auto", device: str | torch.device | DeviceInfo | None = None,
-                            verbose: bool = True) -> Precision:
+                            verbose: bool = True, allow_cpu_autocast: bool = False) -> Precision:
     """What ``mixed_precision`` a run can honestly use on ``device``.
 
     ``auto``: bf16 on cc >= 8.0, fp16 (+ GradScaler, added by Accelerate) on cc >= 7.0, fp32 below and on CPU.
     An explicit ``bf16`` on a GPU below cc 8.0 falls back to fp16 (never emulated bf16); any mixed precision
-    on a CPU falls back to fp32. ``verbose`` prints the reason whenever the result differs from the request.
+    on a CPU falls back to fp32, unless ``allow_cpu_autocast`` (studies of bf16 numerics on a CPU, e.g.
+    :mod:`medcap_utils.loss_curves`) keeps an explicit ``bf16``. ``verbose`` prints the reason whenever the
+    result differs from the request.
     """
     if requested not in MIXED_PRECISION_CHOICES:
         raise ValueError(f"mixed_precision={requested!r}; expected one of {MIXED_PRECISION_CHOICES}")
@@ -119,6 +130,8 @@ def resolve_mixed_precision(requested: str = "auto", device: str | torch.device 
     cc = info.capability
     if requested == "no":
         result = Precision(requested, "no", f"fp32 as asked on {where}")
+    elif info.type != "cuda" and allow_cpu_autocast and requested == "bf16":
+        result = Precision(requested, "bf16", f"bf16 autocast on {where} as asked (allow_cpu_autocast)")
     elif info.type != "cuda":
         result = Precision(requested, "no", f"mixed_precision={requested!r} on {where}: fp32 (mixed precision is "
                                             "for GPUs; CPU autocast would only slow this run down)")

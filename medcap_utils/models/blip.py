@@ -21,6 +21,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from medcap_utils.device import inference_dtype
+
 BLIP_BASE_ID = "Salesforce/blip-image-captioning-base"
 BLIP_LARGE_ID = "Salesforce/blip-image-captioning-large"
 DEC_TOKEN, ENC_TOKEN = "[DEC]", "[ENC]"  # BLIP's decoder-start and encoder tokens, after BERT's 30,522
@@ -30,6 +32,8 @@ def load_blip(path_or_id: str | Path = BLIP_BASE_ID, dtype: torch.dtype | None =
               label_smoothing: float | None = None):
     """``(model, processor)`` of a BLIP captioner from the hub or a ``save_pretrained`` directory.
 
+    ``dtype=None``: float32 without a ``device`` (what ``fit`` trains: fp32 weights, 16-bit through autocast),
+    else :func:`medcap_utils.device.inference_dtype` (fp16 on a GPU, fp32 on CPU) for captioning.
     BLIP has no SDPA/flash attention in transformers 5.23 (eager attention only).
     """
     from transformers import BlipForConditionalGeneration, BlipProcessor
@@ -38,6 +42,8 @@ def load_blip(path_or_id: str | Path = BLIP_BASE_ID, dtype: torch.dtype | None =
 
     path_or_id = str(path_or_id)
     processor = from_pretrained(BlipProcessor, path_or_id)
+    if dtype is None:  # never transformers' "auto" (the checkpoint's stored dtype, possibly 16-bit)
+        dtype = torch.float32 if device is None else inference_dtype(device)
     model = from_pretrained(BlipForConditionalGeneration, path_or_id, dtype=dtype)
     if label_smoothing is not None:
         set_label_smoothing(model, label_smoothing)

@@ -27,6 +27,8 @@ from transformers import (
     OPTConfig,
 )
 
+from medcap_utils.device import inference_dtype
+
 BLIP2_ID = "Salesforce/blip2-opt-2.7b"  # seed 001's "BLIP-2 base"
 # Seed 001 says "BLIP-2 Instruct" without naming a checkpoint; the Vicuna-7B one keeps a decoder-only
 # language model, so the same input builder serves both models.
@@ -82,11 +84,15 @@ def _load_qformer_tokenizer(processor, model, path_or_id) -> None:
 
 def load_blip2(path_or_id: str | Path = BLIP2_ID, instruct: bool = False, dtype=None, device=None):
     """``(model, processor)`` for BLIP-2 (or InstructBLIP with ``instruct=True``) from a hub id or a
-    local directory written by :func:`build_demo_blip2`. Used by notebook 03."""
+    local directory written by :func:`build_demo_blip2`. Used by notebook 03.
+
+    ``dtype=None``: :func:`medcap_utils.device.inference_dtype` of ``device`` (fp16 on a GPU, as LAVIS runs these
+    models; fp32 on CPU or without a device). Ask :func:`medcap_utils.device.fits_device` before loading a hub id."""
     from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
 
     model_cls, processor_cls = _classes(instruct)
     processor = from_pretrained(processor_cls, path_or_id)
+    dtype = inference_dtype(device or "cpu") if dtype is None else dtype  # not "auto" (the stored dtype)
     model = from_pretrained(model_cls, path_or_id, dtype=dtype)
     if instruct:
         _load_qformer_tokenizer(processor, model, path_or_id)

@@ -160,11 +160,19 @@ def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, t
     from medcap_utils.models.captioning_data import caption_dataset
 
     out = Path(resolve(out_dir))
-    model, processor = initial_model(recipe, data_dir, out)
     size = recipe["image_size"]
+    cfg = recipe["train"]
+    plan = None
+    if torch.cuda.is_available() and recipe["model"]:  # before loading: keep the effective batch within this GPU
+        from medcap_utils.device import model_config, plan_batch, resolve_mixed_precision
+
+        plan = plan_batch(model_config(recipe["model"]), cfg.batch_size, cfg.grad_accum, image_size=size,
+                          text_tokens=recipe["max_length"], name=recipe["model"],
+                          mixed_precision=resolve_mixed_precision(cfg.mixed_precision, verbose=False).value)
+        cfg = plan.apply(cfg)  # MemoryError with the estimate when even micro-batch 1 cannot fit
+    model, processor = initial_model(recipe, data_dir, out)
     train = caption_dataset(resolve(data_dir), "train", size, limit=train_limit)
     valid = caption_dataset(resolve(data_dir), "valid", size, limit=valid_limit)
-    cfg = recipe["train"]
     if cfg.output_dir is None:
         cfg = cfg.replace(output_dir=str(out / "run"))
     result = finetune_blip(model, processor, train, cfg, valid, recipe["max_length"], recipe["label_smoothing"],
@@ -178,7 +186,9 @@ def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, t
         result.history.to_csv(out / "history.csv", index=False)
         (out / "train_info.json").write_text(json.dumps(
             {"train_time_s": result.train_time_s, "best": result.best, "global_step": result.global_step,
-             "recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": cfg.to_dict()},
+             "recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": cfg.to_dict(),
+             "mixed_precision_used": result.mixed_precision, "precision_reason": result.precision_reason,
+             "memory_plan": plan.message if plan else None},
             indent=2, default=str))
     return model, processor, result
 

@@ -3,7 +3,8 @@
 ``fit(model, train_dataset, TrainConfig(...), loss_fn, ...)`` -> ``TrainResult``; see ``loop.py``.
 """
 from .config import TrainConfig, TrainResult
-from .loop import EpochShuffleSampler, build_optimizer, enable_gradient_checkpointing, fit, lr_factor, mean_loss, move_to
+from .loop import (EpochShuffleSampler, build_optimizer, enable_gradient_checkpointing, fit, lr_factor, mean_loss,
+                   move_to)
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "build_optimizer", "lr_factor", "mean_loss", "move_to",
            "EpochShuffleSampler", "enable_gradient_checkpointing"]

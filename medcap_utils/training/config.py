@@ -38,6 +38,9 @@ class TrainConfig:
     #: "auto" | "no" | "bf16" | "fp16"; fit() resolves it for the device (medcap_utils.device.resolve_mixed_precision):
     #: auto = bf16 on compute capability >= 8.0, fp16 + GradScaler below, fp32 on CPU; bf16 on an older GPU -> fp16
     mixed_precision: str = "no"
+    #: keep an explicit "bf16" on a CPU (bf16 numerics studies such as medcap_utils.loss_curves); otherwise a CPU
+    #: run is fp32 whatever mixed_precision says
+    allow_cpu_autocast: bool = False
     #: recompute each transformer layer in the backward pass (HF gradient_checkpointing_enable): activations of a
     #: layer are not kept, at the cost of one more forward; medcap_utils.device.plan_batch turns it on when needed
     gradient_checkpointing: bool = False
@@ -119,4 +122,7 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)
     #: the precision the run actually used ("no" = fp32, "bf16", "fp16") and why (cfg.mixed_precision may say "auto")
     mixed_precision: str = "no"
+    #: keep an explicit "bf16" on a CPU (bf16 numerics studies such as medcap_utils.loss_curves); otherwise a CPU
+    #: run is fp32 whatever mixed_precision says
+    allow_cpu_autocast: bool = False
     precision_reason: str = ""

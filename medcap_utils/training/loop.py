@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..device import resolve_mixed_precision
+from ..device import current_device, resolve_mixed_precision
 from .config import TrainConfig, TrainResult
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -95,7 +94,11 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     it needs no input that requires grad, so a frozen embedding or vision encoder does not cut the gradient."""
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24; the old name warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> float:
@@ -200,8 +203,8 @@ def fit(
     cuda = torch.cuda.is_available()
     # "auto" and requests the device cannot honour (bf16 below compute capability 8.0, anything on a CPU) are
     # resolved here, once, for this process's device; Accelerate then adds the GradScaler for fp16 itself.
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
-    precision = resolve_mixed_precision(cfg.mixed_precision, device, verbose=False)
+    precision = resolve_mixed_precision(cfg.mixed_precision, current_device(), verbose=False,
+                                        allow_cpu_autocast=cfg.allow_cpu_autocast)
     accelerator = Accelerator(
         mixed_precision=precision.value,
         gradient_accumulation_steps=cfg.grad_accum,
