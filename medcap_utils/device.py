@@ -322,10 +322,10 @@ def fits_device(config_or_id: Any, mode: str = "inference", dtype: torch.dtype |
         if width == 4:
             hints.insert(0, f"with fp16 weights (~{need / 2 / GIB:.1f} GiB)")
     else:
-        mp = dtype if isinstance(dtype, str) else resolve_mixed_precision("auto", info, verbose=False).value
-        plan = plan_batch(config, 1, image_size=image_size, text_tokens=text_tokens, mixed_precision=mp,
-                          device=info, trainable_params=trainable_params, name=label, verbose=False)
-        need = plan.need_bytes
+        by_dtype = {torch.float32: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}
+        mp = by_dtype.get(dtype, dtype) if dtype is not None else resolve_mixed_precision("auto", info, False).value
+        need = int(static_train_bytes(config, mp, trainable_params)
+                   + activation_bytes_per_image(config, image_size, text_tokens, True, mp))
         what = (f"{mp if mp != 'no' else 'fp32'} training at micro-batch 1 with gradient checkpointing "
                 f"({n / 1e9:.2f} B parameters; weights, gradients and AdamW states + activations)")
         hints = ["by freezing parts of the model (no gradients or AdamW states for them)"]

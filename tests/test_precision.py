@@ -137,6 +137,8 @@ def test_parameter_count_matches_a_hand_count_of_a_tiny_opt():
     assert fits_device(config, dtype=torch.float16, device=cpu).need_bytes == int(by_hand * 2 * 1.2)
     assert static_train_bytes(config, "bf16") == 18 * by_hand
     assert static_train_bytes(config, "no", trainable_params=100) == 16 * 100 + 4 * (by_hand - 100)
+    train = fits_device(config, "train", dtype="bf16", device=cpu, text_tokens=10)
+    assert train.need_bytes == int(18 * by_hand + activation_bytes_per_image(config, None, 10, True, "bf16"))
 
 
 def test_parameter_counts_of_the_papers_models_match_their_hub_pages():
@@ -206,7 +208,8 @@ def test_a_model_that_cannot_train_even_at_micro_batch_1_is_refused(t4):
 def test_estimate_is_just_above_the_measured_h100_peak():
     """reports/benchmarks/h100-2026-11-23 run 1: plain HF BLIP-base training, bf16 autocast, 224 px, batch 256,
     torch.cuda.max_memory_allocated. The estimate must cover it without being wildly conservative."""
-    path = REPO / "reports/benchmarks/h100-2026-11-23/run1-2026-11-23-nvidia-h100-80gb-hbm3-train-base-224px-bs256-bfloat16.json"
+    path = (REPO / "reports/benchmarks/h100-2026-11-23"
+            / "run1-2026-11-23-nvidia-h100-80gb-hbm3-train-base-224px-bs256-bfloat16.json")
     run = next(r for r in json.loads(path.read_text()) if r["path"] == "hf")
     config = blip_config("base")
     tokens = round(run["padded_tokens_per_image"])
@@ -281,7 +284,8 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(freeze_vision)
     def run(m, key):
         # count calls of a Linear inside one vision and one text layer (instance-level wrappers: a module hook
         # inside BLIP's vision layers does not fire again when the layer is recomputed)
-        for linear in (m.vision_model.encoder.layers[0].mlp.fc1, m.text_decoder.bert.encoder.layer[0].intermediate.dense):
+        vision_fc1 = m.vision_model.encoder.layers[0].mlp.fc1
+        for linear in (vision_fc1, m.text_decoder.bert.encoder.layer[0].intermediate.dense):
             def counted(x, inner=linear.forward):
                 calls[key] += 1
                 return inner(x)
