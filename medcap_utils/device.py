@@ -170,7 +170,9 @@ def model_config(config_or_id: Any):
     if isinstance(config_or_id, (str, Path)):
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(str(config_or_id))
+        from medcap_utils.hub import from_pretrained  # a missing id or folder: one clear error
+
+        return from_pretrained(AutoConfig, str(config_or_id))
     return config_or_id
 
 
