@@ -42,7 +42,8 @@ def train_curve(model, processor, data, fast: bool, precision: str, steps: int, 
 
     cfg = TrainConfig(epochs=max(1, -(-steps * batch_size // len(data))), lr=lr, batch_size=batch_size,
                       max_steps=steps, seed=seed, mixed_precision="bf16" if precision == "bf16" else "no",
-                      drop_last=True, log_every=10**9, progress=False)
+                      drop_last=True, log_every=10**9, progress=False,
+                      allow_cpu_autocast=precision == "bf16")  # a bf16 study on CPU asks for it explicitly
     result = finetune_blip(model, processor, data, cfg, max_length=max_length, fast=fast, length_grouped=False)
     return result.step_losses
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from medcap_utils.paths import resolve
 
@@ -73,7 +74,8 @@ def _fit_and_time(model, train, cfg, loss_fn, collate) -> dict:
 
 def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=None, cfg=None,
                        build_kwargs: dict | None = None, max_length: int = 200):
-    """``(Captioner, info)`` for a comparison model, ``kind`` in ``vit_gpt2 | blip2 | instructblip``.
+    """``(Captioner, info)`` for a comparison model, ``kind`` in ``vit_gpt2 | blip2 | instructblip``;
+    ``(None, info)`` with ``info["skipped"]`` saying why when a hub checkpoint cannot fit the device.
 
     With ``train`` and ``cfg``: a small random model of the real architecture is built in
     ``model_dir`` (its tokenizer trained on the training captions), trained, and used (demo).
@@ -97,14 +99,23 @@ def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=Non
             blip2.build_demo_blip2(model_dir, tokenizer, instruct=instruct, **kwargs)
     source = model_dir or (vit_gpt2.VIT_GPT2_ID if kind == "vit_gpt2"
                            else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if train is None:  # a hub checkpoint zero-shot: skip up front what cannot fit this device
+        from medcap_utils.device import fits_device
+
+        fit = fits_device(source, "inference", device=device, name=f"{kind} ({source})")
+        if not fit.ok:
+            return None, {**info, "skipped": fit.message, "trainable_params": 0, "total_params": 0}
     if kind == "vit_gpt2":
         model, image_processor, tokenizer = vit_gpt2.load_vit_gpt2(source)
+        if train is None:
+            model.to(device)
         if train is not None:
             info.update(_fit_and_time(model, train, cfg, vit_gpt2.make_vit_gpt2_loss(image_processor),
                                       vit_gpt2.make_vit_gpt2_collate(tokenizer, max_length)))
         captioner = encoder_decoder_captioner(model.eval(), image_processor, tokenizer)
     else:
-        model, processor = blip2.load_blip2(source, instruct=instruct)
+        model, processor = blip2.load_blip2(source, instruct=instruct, device=None if train is not None else device)
         if train is not None:
             info.update(_fit_and_time(model, train, cfg, blip2.blip2_loss, blip2.make_blip2_collate(model, processor)))
         captioner = blip2_captioner(model.eval(), processor)
