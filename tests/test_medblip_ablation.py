@@ -63,3 +63,18 @@ def test_comparison_model_trains_and_scores(setup, demo_root, kind, tmp_path, mo
     lines = (tmp_path / "reports" / "runs" / f"medblip_{kind}" / "captions.csv").read_text().splitlines()
     assert len(lines) == 1 + len(test)
     assert isinstance(pd.read_csv(tmp_path / "reports" / "runs" / f"medblip_{kind}" / "per_image.csv"), pd.DataFrame)
+
+
+def test_zero_shot_model_too_big_for_the_gpu_is_skipped_before_loading(tmp_path, monkeypatch):
+    """Notebook 03 on a 16 GB T4: InstructBLIP Vicuna-7b is skipped up front with a message (weights are never
+    read: the folder holds only the real config.json), while BLIP-2's row is left to load."""
+    from test_precision import fake_gpu, instructblip_7b_config
+
+    from medcap_utils import medblip_ablation as ab
+
+    folder = tmp_path / "instructblip-vicuna-7b"
+    instructblip_7b_config().save_pretrained(folder)
+    fake_gpu(monkeypatch, "Tesla T4", (7, 5), 15)
+    captioner, info = ab.baseline_captioner("instructblip", str(folder))
+    assert captioner is None
+    assert "skipped" in info["skipped"] and "T4" in info["skipped"] and "GiB" in info["skipped"]
