@@ -31,9 +31,15 @@ def test_every_notebook_ran_through_the_rocov2_code_path(manifest):
 
 
 def test_every_hub_id_resolved_from_the_local_cache(manifest):
+    """Each id the profile names has a cached revision, except those the stand-in cache says it cannot hold
+    (BLEURT without bleurt-pytorch), which notebook 08 reports as unavailable."""
+    from medcap_utils.testing.local_hub import not_stood_in
+
     hub = manifest["hub"]
     assert "Salesforce/blip-image-captioning-base" in hub and "facebook/opt-2.7b" in hub
-    assert all(isinstance(rev, str) and len(rev) == 40 for rev in hub.values()), hub
+    missing = {hub_id for hub_id, rev in hub.items() if rev is None}
+    assert missing == set(not_stood_in()) & set(hub), missing
+    assert all(len(rev) == 40 for rev in hub.values() if rev is not None), hub
 
 
 def test_models_02_wrote_are_where_03_and_04_read_them(reports, monkeypatch):
