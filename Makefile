@@ -19,12 +19,13 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: help env reproduce test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
+.PHONY: help env lab reproduce test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
         clean-reports java bench-gpu
 
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2|rocov2-subset] [DATA=/path]  execute every notebook"
 	@echo "make test                                   unit tests + nbval (demo) + the rocov2 smoke run"
+	@echo "make lab                                    JupyterLab on the project's kernel, in notebooks/"
 	@echo "make smoke                                  all notebooks through the rocov2 code path, offline, tiny stand-ins"
 	@echo "make models PROFILE=rocov2                  download every checkpoint a profile names (needs network)"
 	@echo "make lock | make test-latest                rewrite the lock from .venv | test the newest allowed versions"
@@ -36,6 +37,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)"
 	$(PIP) install -q $(if $(LOCK),-c $(LOCK),) -e ".[test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m ipykernel install --user --name medcap --display-name "medcap (.venv)" >/dev/null  # seen by a Jupyter you already have
 	@touch $@
 
 env: $(VENV)/.installed java
@@ -46,6 +48,11 @@ java:
 	  echo "java not found: installing default-jre-headless"; \
 	  (apt-get update -qq && apt-get install -y -qq default-jre-headless) >/dev/null 2>&1 || \
 	  echo "WARNING: could not install Java; METEOR will be reported as unavailable"; }
+
+# JupyterLab from .venv, opened on notebooks/ (LAB_ARGS=--no-browser --port 8889 on a remote machine).
+LAB_ARGS ?=
+lab: env
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 demo-data: env
 	$(PY) -m medcap_utils.data synth --out data/demo --seed 0

@@ -172,17 +172,20 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
     if config.get("defaults", {}).get("profile", "demo") == "demo":  # the demo never touches a hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     reports = (root / config["reports"]) if config.get("reports") else root / "reports"
-    previous = os.environ.get("MEDCAP_REPORTS")
-    os.environ["MEDCAP_REPORTS"] = str(reports)  # read by medcap_utils.paths.reports_root in every kernel
+    kernel_env = {"MEDCAP_REPORTS": str(reports),  # read by medcap_utils.paths.reports_root in every kernel
+                  # figures inline in the executed copies (a caller's MPLBACKEND=Agg would leave only file paths)
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    previous = {key: os.environ.get(key) for key in kernel_env}
+    os.environ.update(kernel_env)
     try:
         return _run_notebooks(profile, root, notebooks, config, overrides, reports, only)
-    finally:  # the caller's process keeps its own reports root
-        if previous is None:
-            os.environ.pop("MEDCAP_REPORTS", None)
-        else:
-            os.environ["MEDCAP_REPORTS"] = previous
+    finally:  # the caller's process keeps its own environment
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _run_notebooks(profile, root, notebooks, config, overrides, reports, only) -> int:

@@ -67,3 +67,17 @@ def test_notebook_08_scored_every_run(reports):
     assert set(metrics["run"]) == set(runs)
     scored = metrics[metrics["status"].isin(["ok", "partial"])]
     assert set(scored["run"]) == set(runs), set(runs) - set(scored["run"])
+
+
+def test_every_saved_figure_is_shown_inline(reports):
+    """A student opening an executed notebook sees its figures: every notebook that saves a figure shows
+    it inline too (the runner gives its kernels the inline backend, whatever MPLBACKEND the caller has)."""
+    import re
+
+    for path in sorted((reports / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        saves = len(re.findall(r"\bsave_figure\(", code))
+        images = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+        if saves:
+            assert images >= 1, f"{path.name}: {saves} save_figure calls, no inline figure"
