@@ -156,8 +156,6 @@ def failing_cell(error) -> str:
 
 def run(profile: str, data: str | None = None, only: list[str] | None = None, root: Path | None = None) -> int:
     """Execute the notebooks; returns 0 when all ran, 1 at the first failure."""
-    import papermill
-
     root = root or repo_root()
     all_notebooks = numbered_notebooks(root / "notebooks")
     notebooks = all_notebooks
