@@ -55,11 +55,11 @@ def decode_rgb(data: bytes, source: str = "<bytes>") -> Image.Image:
 
 def open_rgb(path: str | Path) -> Image.Image:
     """Open one image file (or ``zip://archive::member`` source) as RGB; raises ImageDecodeError."""
-    from medcap_utils.data.rocov2 import read_image_bytes
+    from medcap_utils.data.rocov2 import ImageSourceError, read_image_bytes
 
     source = str(path)
     try:
-        data = read_image_bytes(source)
-    except (OSError, KeyError) as error:
-        raise ImageDecodeError(source, f"{type(error).__name__}: {error}") from error
+        data = read_image_bytes(source)  # refuses a FIFO or directory without opening it, names zip damage
+    except ImageSourceError as error:
+        raise ImageDecodeError(source, error.reason) from error
     return decode_rgb(data, source)

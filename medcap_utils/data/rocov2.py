@@ -10,8 +10,14 @@ run-together sentences are part of the ground truth the official evaluators scor
 from __future__ import annotations
 
 import csv
+import io
+import os
+import re
+import stat
 import threading
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,42 +45,140 @@ MANUAL_CUIS: frozenset[str] = frozenset(
 
 
 class MalformedCSVError(ValueError):
-    """A CSV row that does not have the expected number of fields; names file and line."""
+    """A CSV the readers refuse. Names the file, the (1-based) line and the problem ``kind`` (one of
+    :data:`CSV_KINDS`, the same kinds ``python -m medcap_utils.data check`` reports) and says how to fix it."""
+
+    def __init__(self, path, line: int, kind: str, detail: str, more: int = 0):
+        self.path, self.line, self.kind, self.detail = Path(path), line, kind, detail
+        where = f"{path}: line {line}" if line else str(path)
+        extra = f" (and {more} more problem(s) in this file)" if more else ""
+        super().__init__(f"{where}: {detail}{extra}; fix the file "
+                         "(`python -m medcap_utils.data check DIR` lists every problem)")
 
 
-def _csv_rows(path: Path, expected_header: tuple[str, ...]):
-    """Yield ``(line_number, fields)`` for every data row; raises on a malformed header or row."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != expected_header:
-            raise MalformedCSVError(f"{path}: line 1: expected header {','.join(expected_header)}, got {header}")
-        for fields in reader:
-            yield reader.line_num, fields
+#: What the CSV scan reports; ``check`` reports the same kinds and the readers refuse every one.
+CSV_KINDS = ("not_a_file", "encoding", "malformed_row", "duplicate_id", "empty_caption", "id_mismatch")
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    kind: str  # one of CSV_KINDS
+    line: int  # 1-based line where the row starts
+    detail: str
+
+
+def _shape(text: str) -> str:
+    """``ROCOv2_2023_test_000001`` -> ``a9_9_a_9``: how an ID looks, to spot a row swallowed into a field."""
+    return re.sub(r"[A-Za-z]+", "a", re.sub(r"[0-9]+", "9", text))
+
+
+def _read_text(path: Path) -> str:
+    """The file as text. Bytes that are not UTF-8 are kept as surrogates so the scan can name their line
+    (and keep reading); a UTF-8 byte-order mark (Excel's "CSV UTF-8") is not part of the header."""
+    info = os.stat(path)  # FileNotFoundError names the path already
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block a plain open() for ever
+        raise MalformedCSVError(path, 0, "not_a_file", f"not a regular file ({file_type(info.st_mode)})")
+    return path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def scan_csv(path: str | Path, header: tuple[str, ...], require_value: bool = False):
+    """``(rows, problems)`` of a two-column ROCOv2 CSV: the one reading path of ``check`` and every reader.
+
+    ``rows``: ``[(line, fields)]`` of the rows a reader may use (first occurrence of each ID, empty values
+    included so ``check`` can count them); ``problems``: :class:`RowProblem` for every row that is not UTF-8,
+    malformed (field count, broken quoting, a quoted field that swallowed following rows, a field over the
+    csv module's 131,072-character limit), a repeated ID, or (``require_value``) an empty value.
+    A wrong header or a file that is not a regular file raises :class:`MalformedCSVError`.
+    """
+    path = Path(path)
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)  # strict: broken quotes raise
+    try:
+        first = next(reader, None)
+    except csv.Error as error:
+        first = [f"<unreadable: {error}>"]
+    if first is None or tuple(h.strip() for h in first) != header:
+        raise MalformedCSVError(path, 1, "malformed_row", f"expected header {','.join(header)}, got {first}")
+    rows, problems, seen = [], [], {}
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:  # the reader resumes at the next physical line
+            problems.append(RowProblem("malformed_row", start, _quote_error(error, start, reader.line_num)))
+            if reader.line_num < start:  # nothing consumed: stop rather than loop
+                break
+            continue
+        problem = _row_problem(fields, header, start, seen, require_value)
+        if problem:
+            problems.append(problem)
+        if problem is None or problem.kind == "empty_caption":
+            seen[fields[0]] = start
+            rows.append((start, fields))
+    return rows, problems
+
+
+def _quote_error(error: csv.Error, start: int, end: int) -> str:
+    text = str(error)
+    lines = f"line {start}" if end <= start else f"lines {start}-{end}"
+    if "field larger than field limit" in text:
+        return (f"a field over {csv.field_size_limit():,} characters on {lines} "
+                "(usually a quote that is never closed)")
+    if "unexpected end of data" in text:
+        return f"a quote opened on line {start} is never closed (the field runs to the end of the file)"
+    return f"broken quoting on {lines}: {text} (a quote inside a field must be doubled, \"\")"
+
+
+def _row_problem(fields, header, line, seen, require_value) -> RowProblem | None:
+    if _NOT_UTF8.search("".join(fields)):
+        bad = _NOT_UTF8.search("".join(fields)).group().encode("utf-8", "surrogateescape")
+        return RowProblem("encoding", line, f"byte {bad!r} is not UTF-8; save the file as UTF-8")
+    if len(fields) != len(header):
+        what = "a blank line" if not fields else f"{len(fields)} fields, expected {len(header)}"
+        return RowProblem("malformed_row", line, f"{what}: {fields!r}"[:300])
+    key = fields[0]
+    if not key.strip():
+        return RowProblem("malformed_row", line, f"empty {header[0]}: {fields!r}"[:300])
+    for k, text in enumerate(fields[1:], start=1):  # rows swallowed by an unclosed quote
+        for offset, inner in enumerate(text.splitlines()[1:], start=1):
+            token = inner.split(",", 1)[0]
+            if "," in inner and token and _shape(token) == _shape(key):
+                return RowProblem("malformed_row", line,
+                                  f"the quoted {header[k]} of {key} runs over line {line + offset}, which starts "
+                                  f"like a row ({token}); a quote on line {line} is probably never closed")
+    if key in seen:
+        return RowProblem("duplicate_id", line, f"{key} already on line {seen[key]}")
+    if require_value and not fields[1].strip():
+        return RowProblem("empty_caption", line, f"{key}: {header[1].lower()} is empty")
+    return None
 
 
 def iter_csv(path: str | Path, expected_header: tuple[str, ...]):
-    """``(line, fields, problem)`` per data row; ``problem`` is None or a message (used by ``check``)."""
-    path = Path(path)
-    for line, fields in _csv_rows(path, expected_header):
-        if len(fields) != len(expected_header):
-            yield line, fields, f"{len(fields)} fields, expected {len(expected_header)}"
-        else:
-            yield line, fields, None
+    """``(line, fields, problem)`` in line order; ``problem`` is None or a message (used by ``subset``)."""
+    rows, problems = scan_csv(path, expected_header)
+    merged = [(line, fields, None) for line, fields in rows]
+    merged += [(p.line, [], f"{p.kind}: {p.detail}") for p in problems]
+    yield from sorted(merged, key=lambda item: item[0])
 
 
-def _read_two_columns(path: str | Path, header: tuple[str, str]) -> list[tuple[str, str]]:
-    rows = []
-    for line, fields, problem in iter_csv(path, header):
-        if problem:
-            raise MalformedCSVError(f"{path}: line {line}: {problem}: {fields!r}")
-        rows.append((fields[0], fields[1]))
-    return rows
+def _checked_rows(path: str | Path, header: tuple[str, ...], require_value: bool = False) -> list[list[str]]:
+    """Rows of a CSV, or :class:`MalformedCSVError` for the first problem ``check`` would report."""
+    rows, problems = scan_csv(path, header, require_value)
+    if problems:
+        first = min(problems, key=lambda p: p.line)
+        raise MalformedCSVError(path, first.line, first.kind, first.detail, more=len(problems) - 1)
+    return [fields for _, fields in rows]
 
 
 def read_captions(path: str | Path) -> pd.DataFrame:
-    """``{split}_captions.csv`` as a DataFrame ``ID, Caption`` with the caption text exactly as stored."""
-    rows = _read_two_columns(path, ("ID", "Caption"))
+    """``{split}_captions.csv`` as a DataFrame ``ID, Caption`` with the caption text exactly as stored.
+    Refuses (:class:`MalformedCSVError`) repeated IDs, malformed rows, bytes that are not UTF-8 and empty
+    captions: an empty caption would become a training target or a reference scored against."""
+    rows = _checked_rows(path, ("ID", "Caption"), require_value=True)
     return pd.DataFrame(rows, columns=["ID", "Caption"]).astype({"ID": str, "Caption": str})
 
 
@@ -85,13 +189,14 @@ def parse_cuis(field: str) -> list[str]:
 
 def read_concepts(path: str | Path) -> pd.DataFrame:
     """``{split}_concepts.csv`` / ``_concepts_manual.csv`` as ``ID, CUIs`` (``CUIs`` a list of strings)."""
-    rows = _read_two_columns(path, ("ID", "CUIs"))
-    return pd.DataFrame({"ID": [r[0] for r in rows], "CUIs": [parse_cuis(r[1]) for r in rows]})
+    rows = _checked_rows(path, ("ID", "CUIs"))  # an empty CUI field is allowed: an image without concepts
+    return pd.DataFrame({"ID": [r[0] for r in rows], "CUIs": [parse_cuis(r[1]) for r in rows]},
+                        columns=["ID", "CUIs"])
 
 
 def read_cui_mapping(path: str | Path) -> dict[str, str]:
     """``cui_mapping.csv`` as ``{CUI: canonical name}``."""
-    return dict(_read_two_columns(path, ("CUI", "Canonical name")))
+    return dict(_checked_rows(path, ("CUI", "Canonical name")))
 
 
 def modality_of(cuis: list[str]) -> str | None:
@@ -125,7 +230,41 @@ def image_source(root: str | Path, split: str, image_id: str) -> str:
     return f"zip://{files['images_zip']}::{split}/{image_id}.jpg"
 
 
+class ImageSourceError(OSError):
+    """An image that cannot be read (missing, not a regular file, or in a damaged zip); names the source."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"cannot read image {source}: {reason}")
+        self.source, self.reason = source, reason
+
+    def __str__(self) -> str:  # without OSError's "[Errno ...]" prefix
+        return self.args[0]
+
+
+def file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def regular_file_problem(path: str | Path) -> str | None:
+    """None for a regular file, else why it cannot be read (missing, a directory, a FIFO...), without
+    opening it: opening a FIFO blocks until something writes to it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as error:
+        return f"{type(error).__name__}: {error.strerror or error}"
+    return None if stat.S_ISREG(mode) else f"{file_type(mode)}, not a regular file"
+
+
 _open_zips = threading.local()  # one ZipFile per thread and archive: re-reading the index per image is O(N^2)
+
+#: What a damaged or truncated archive raises while its index or a member is read.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
 def _zip(archive: str) -> zipfile.ZipFile:
@@ -135,16 +274,43 @@ def _zip(archive: str) -> zipfile.ZipFile:
     return table[archive]
 
 
+def zip_member(zf: zipfile.ZipFile, member: str) -> str | None:
+    """The stored name of ``member`` (some distributions store members without the split folder)."""
+    names = zf.NameToInfo
+    for name in (member, member.split("/", 1)[-1]):
+        if name in names:
+            return name
+    return None
+
+
 def read_image_bytes(source: str) -> bytes:
-    """Raw bytes of an image given by :func:`image_source` (a file or a member of a split zip)."""
+    """Raw bytes of an image given by :func:`image_source` (a file or a member of a split zip);
+    :class:`ImageSourceError` names the file or member and what is wrong with it."""
     if source.startswith("zip://"):
         archive, member = source[len("zip://"):].split("::", 1)
-        zf = _zip(archive)
+        problem = regular_file_problem(archive)
+        if problem:
+            raise ImageSourceError(source, f"archive {archive}: {problem}")
         try:
-            return zf.read(member)
-        except KeyError:  # some distributions store members without the split folder
-            return zf.read(member.split("/", 1)[-1])
-    return Path(source).read_bytes()
+            zf = _zip(archive)
+        except ZIP_ERRORS as error:
+            raise ImageSourceError(source, f"damaged archive {archive} ({type(error).__name__}: {error}); "
+                                           "download or copy it again") from error
+        name = zip_member(zf, member)
+        if name is None:
+            raise ImageSourceError(source, f"no member {member} in {archive}")
+        try:
+            return zf.read(name)
+        except ZIP_ERRORS as error:  # bad CRC, truncated data
+            raise ImageSourceError(source, f"damaged member of {archive} ({type(error).__name__}: {error}); "
+                                           "download or copy the archive again") from error
+    problem = regular_file_problem(source)
+    if problem:
+        raise ImageSourceError(source, problem)
+    try:
+        return Path(source).read_bytes()
+    except OSError as error:
+        raise ImageSourceError(source, f"{type(error).__name__}: {error.strerror or error}") from error
 
 
 def declared_missing(root: str | Path) -> dict[str, str]:
@@ -158,8 +324,10 @@ def declared_missing(root: str | Path) -> dict[str, str]:
 def split_frame(root: str | Path, split: str) -> pd.DataFrame:
     """One split without decoding images: ``id, caption, cuis, cuis_manual, modality, image_path``.
 
-    Used by notebook 01 (statistics) and by the image cache. IDs missing from a concept file get an
-    empty list; use ``python -m medcap_utils.data check`` to find such inconsistencies.
+    Used by notebook 01 (statistics), the image cache, training and captioning. An image has an empty
+    concept list only where its row says so: an ID missing from a concept file, a repeated ID, a malformed
+    row or an empty caption raise :class:`MalformedCSVError` (``python -m medcap_utils.data check`` lists
+    them all).
 
     A subset of the Hugging Face copy of ROCOv2 has only the manual concepts (its ``cui`` column is
     ``concepts_manual.csv``; ``subset.json`` declares ``concepts.csv`` missing). Then ``cuis`` holds the
@@ -172,7 +340,8 @@ def split_frame(root: str | Path, split: str) -> pd.DataFrame:
     for key, column in (("concepts", "cuis"), ("concepts_manual", "cuis_manual")):
         if files[key].exists():
             table = dict(zip(*read_concepts(files[key]).T.values))
-            frame[column] = [list(table.get(i, [])) for i in frame["id"]]
+            _same_ids(files["captions"], frame["id"], files[key], table)
+            frame[column] = [list(table[i]) for i in frame["id"]]
         else:
             frame[column] = [[] for _ in range(len(frame))]
     frame.attrs["concepts_source"] = files["concepts"].name
@@ -186,6 +355,18 @@ def split_frame(root: str | Path, split: str) -> pd.DataFrame:
                                   index=frame.index, dtype=object)
     frame["image_path"] = [image_source(root, split, i) for i in frame["id"]]
     return frame
+
+
+def _same_ids(captions: Path, ids, concepts: Path, table: dict) -> None:
+    """Refuse (as ``check`` reports) IDs in one file but not the other, instead of empty concept lists."""
+    only_captions = [i for i in ids if i not in table]
+    only_concepts = sorted(set(table) - set(ids))
+    if only_captions or only_concepts:
+        parts = [f"{len(only_captions)} ID(s) in {captions.name} but not in {concepts.name}, e.g. {only_captions[:3]}"
+                 if only_captions else "",
+                 f"{len(only_concepts)} ID(s) in {concepts.name} but not in {captions.name}, e.g. {only_concepts[:3]}"
+                 if only_concepts else ""]
+        raise MalformedCSVError(concepts, 0, "id_mismatch", "; ".join(p for p in parts if p))
 
 
 def _dataset_features():
