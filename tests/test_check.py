@@ -47,7 +47,8 @@ def test_check_names_every_planted_problem(corrupted):
     found = {(p.kind, p.where.split(":")[0].split(" ")[-1]) for p in report.problems}
     assert ("undecodable_image", planted["truncated"]) in found
     assert ("missing_image", planted["missing"]) in found
-    assert ("empty_caption", planted["empty"]) in found
+    empty = [p for p in report.problems if p.kind == "empty_caption"]  # named by file:line, the ID in the detail
+    assert len(empty) == 1 and empty[0].where.startswith("test_captions.csv:") and planted["empty"] in empty[0].detail
     assert ("id_mismatch", "ROCOv2_2023_test_888888") in found
     duplicate = [p for p in report.problems if p.kind == "duplicate_id"]
     assert len(duplicate) == 1 and planted["duplicate"] in duplicate[0].detail

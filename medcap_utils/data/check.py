@@ -7,6 +7,7 @@ what this reports. Used by notebook 00.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from tqdm.auto import tqdm
 
 from medcap_utils.data.images import ImageDecodeError, open_rgb
 from medcap_utils.data.rocov2 import (
-    SPLITS, MalformedCSVError, image_source, iter_csv, parse_cuis, read_cui_mapping, split_files,
+    SPLITS, ZIP_ERRORS, MalformedCSVError, image_source, parse_cuis, read_cui_mapping, regular_file_problem,
+    scan_csv, split_files, zip_member,
 )
 
-#: Problem kinds, in the order they are reported. Each makes ``check`` fail.
-KINDS = ("missing_file", "malformed_row", "duplicate_id", "empty_caption", "id_mismatch",
-         "missing_image", "undecodable_image", "orphan_image", "subset_manifest")
+#: Problem kinds, in the order they are reported. Each makes ``check`` fail, and the readers of
+#: :mod:`medcap_utils.data.rocov2` refuse the same rows (they share :func:`scan_csv`).
+KINDS = ("missing_file", "not_a_file", "encoding", "malformed_row", "duplicate_id", "empty_caption",
+         "id_mismatch", "missing_image", "damaged_archive", "undecodable_image", "orphan_image", "subset_manifest")
 
 
 @dataclass
@@ -59,27 +62,21 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _read_id_table(path: Path, header: tuple[str, str], report: CheckReport) -> dict[str, str]:
-    """``{ID: second field}`` of one CSV, recording malformed rows and duplicate IDs."""
-    table: dict[str, str] = {}
-    first_line: dict[str, int] = {}
+def _read_id_table(path: Path, header: tuple[str, str], report: CheckReport,
+                   require_value: bool = False) -> dict[str, str] | None:
+    """``{ID: second field}`` of one CSV, recording every problem the readers would refuse; None when the
+    file cannot be read at all (then IDs are not compared with it, which would only repeat the problem)."""
     try:
-        for line, fields, problem in iter_csv(path, header):
-            where = f"{path.name}:{line}"
-            if problem:
-                report.problems.append(Problem("malformed_row", where, f"{problem}: {fields!r}"))
-                continue
-            image_id, value = fields
-            if image_id in table:
-                report.problems.append(Problem("duplicate_id", where, f"{image_id} already on line {first_line[image_id]}"))
-                continue
-            table[image_id] = value
-            first_line[image_id] = line
+        rows, problems = scan_csv(path, header, require_value)
     except MalformedCSVError as error:
-        report.problems.append(Problem("malformed_row", path.name, str(error)))
-    except UnicodeDecodeError as error:
-        report.problems.append(Problem("malformed_row", path.name, f"not UTF-8: {error}"))
-    return table
+        report.problems.append(Problem(error.kind, f"{path.name}:{error.line}" if error.line else path.name,
+                                       error.detail))
+        return None
+    except OSError as error:
+        report.problems.append(Problem("not_a_file", path.name, f"{type(error).__name__}: {error}"))
+        return None
+    report.problems.extend(Problem(p.kind, f"{path.name}:{p.line}", p.detail) for p in problems)
+    return {fields[0]: fields[1] for _, fields in rows}
 
 
 def _check_split(root: Path, split: str, report: CheckReport, decode: bool, workers: int,
@@ -88,11 +85,11 @@ def _check_split(root: Path, split: str, report: CheckReport, decode: bool, work
     if not files["captions"].exists():
         report.problems.append(Problem("missing_file", str(files["captions"].name), "captions CSV not found"))
         return
-    captions = _read_id_table(files["captions"], ("ID", "Caption"), report)
+    captions = _read_id_table(files["captions"], ("ID", "Caption"), report, require_value=True)
+    if captions is None:
+        report.counts[split] = {"captions": 0}
+        return
     counts = {"captions": len(captions)}
-    for image_id, caption in captions.items():
-        if not caption.strip():
-            report.problems.append(Problem("empty_caption", f"{files['captions'].name} {image_id}", "caption is empty"))
 
     for key in ("concepts", "concepts_manual"):
         path = files[key]
@@ -103,6 +100,8 @@ def _check_split(root: Path, split: str, report: CheckReport, decode: bool, work
                 report.problems.append(Problem("missing_file", path.name, f"{key} CSV not found"))
             continue
         table = _read_id_table(path, ("ID", "CUIs"), report)
+        if table is None:
+            continue
         counts[key] = len(table)
         for image_id in sorted(set(captions) - set(table)):
             report.problems.append(Problem("id_mismatch", image_id, f"in {files['captions'].name} but not in {path.name}"))
@@ -115,9 +114,7 @@ def _check_split(root: Path, split: str, report: CheckReport, decode: bool, work
                     report.warnings.append(Problem("unknown_cui", f"{path.name} {image_id}", ",".join(unknown)))
 
     sources = {image_id: image_source(root, split, image_id) for image_id in captions}
-    present = [i for i, s in sources.items() if s.startswith("zip://") or Path(s).exists()]
-    for image_id in sorted(set(sources) - set(present)):
-        report.problems.append(Problem("missing_image", image_id, f"{sources[image_id]} not found"))
+    present = _present_images(sources, report, decode)
     if files["images_dir"].is_dir():
         on_disk = {p.stem for p in files["images_dir"].glob("*.jpg")}
         for image_id in sorted(on_disk - set(captions)):
@@ -136,6 +133,55 @@ def _check_split(root: Path, split: str, report: CheckReport, decode: bool, work
             results = list(tqdm(pool.map(try_open, present), total=len(present), desc=f"decode {split}", leave=False))
         report.problems.extend(p for p in results if p)
     report.counts[split] = counts
+
+
+def _present_images(sources: dict[str, str], report: CheckReport, decode: bool) -> list[str]:
+    """IDs whose image can be read: a regular file (a FIFO or directory is never opened: that would block
+    or fail later), or a member of an archive whose index opens. Without ``decode`` every member is still
+    read once so its CRC is verified: ``--no-decode`` skips decoding, not the archive's integrity."""
+    present, by_archive = [], {}
+    for image_id, source in sources.items():
+        if source.startswith("zip://"):
+            archive, member = source[len("zip://"):].split("::", 1)
+            by_archive.setdefault(archive, []).append((image_id, member))
+            continue
+        problem = regular_file_problem(source)
+        if problem == "not found":
+            report.problems.append(Problem("missing_image", image_id, f"{source} not found"))
+        elif problem:
+            report.problems.append(Problem("not_a_file", image_id, f"{source} is {problem}"))
+        else:
+            present.append(image_id)
+    for archive, members in by_archive.items():
+        name = Path(archive).name
+        problem = regular_file_problem(archive)
+        if problem:
+            report.problems.append(Problem("not_a_file", name, f"{archive} is {problem}"))
+            continue
+        try:
+            zf = zipfile.ZipFile(archive)
+        except ZIP_ERRORS as error:  # truncated (no central directory) or not a zip at all
+            report.problems.append(Problem("damaged_archive", name, f"{type(error).__name__}: {error}; "
+                                           f"{len(members)} image(s) unreadable; download or copy it again"))
+            continue
+        with zf:
+            for image_id, member in tqdm(members, desc=f"verify {name}", leave=False, disable=decode):
+                stored = zip_member(zf, member)
+                if stored is None:
+                    report.problems.append(Problem("missing_image", image_id, f"no member {member} in {name}"))
+                    continue
+                if not decode:  # decoding reads (and CRC-checks) the member anyway
+                    try:
+                        with zf.open(stored) as handle:
+                            while handle.read(1 << 20):
+                                pass
+                    except ZIP_ERRORS as error:
+                        report.problems.append(Problem("damaged_archive", f"{name}::{stored}",
+                                                       f"{type(error).__name__}: {error}; download or copy "
+                                                       "the archive again"))
+                        continue
+                present.append(image_id)
+    return present
 
 
 def check_dataset(root: str | Path, splits=SPLITS, decode: bool = True, workers: int | None = None) -> CheckReport:
@@ -158,7 +204,7 @@ def check_dataset(root: str | Path, splits=SPLITS, decode: bool = True, workers:
     try:
         report.cui_names = read_cui_mapping(mapping) if mapping.exists() else None
     except MalformedCSVError as error:
-        report.problems.append(Problem("malformed_row", mapping.name, str(error)))
+        report.problems.append(Problem(error.kind, f"{mapping.name}:{error.line}", error.detail))
     for split in splits:
         _check_split(root, split, report, decode, workers or os.cpu_count() or 1, declared_missing)
     return report
