@@ -6,6 +6,10 @@
 
 Images are decoded to RGB, resized to the model's input size exactly as the training cache does
 (bicubic, square) and normalised with the processor's mean/std. Used by notebook 02 and by users.
+
+Exit status: 0 done; 2 a user's input mistake (a missing or corrupt model, an image file that is missing,
+not a regular file or not decodable, a dataset CSV that ``python -m medcap_utils.data check`` would
+fail), printed as one line on stderr; 1 a full disk.
 """
 from __future__ import annotations
 
@@ -58,9 +62,12 @@ def caption_split(model, data_dir: str | Path, split: str, run_name: str, num_be
     from medcap_utils.paths import resolve
     from medcap_utils.runfiles import write_run_dir
 
+    from medcap_utils.data.rocov2 import split_frame
+
     model_ref = str(model) if isinstance(model, (str, Path)) else getattr(model[0], "name_or_path", "")
+    frame = split_frame(resolve(data_dir), split)  # a bad CSV fails before minutes of model loading
     model, processor = _load(model)
-    data = caption_dataset(resolve(data_dir), split, image_size_of(processor), limit=limit)
+    data = caption_dataset(resolve(data_dir), split, image_size_of(processor), limit=limit, frame=frame)
     start = time.perf_counter()
     captions = generate_captions(model, processor, data.images(), batch_size=batch_size, num_beams=num_beams,
                                  max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size)
@@ -87,11 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     kw = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
               no_repeat_ngram_size=args.no_repeat_ngram_size, batch_size=args.batch_size)
+    from medcap_utils.atomic import DiskFullError
+    from medcap_utils.data.images import ImageDecodeError
+    from medcap_utils.data.rocov2 import MalformedCSVError
     from medcap_utils.hub import HubModelError
 
     try:
         return _run(args, ap, kw)
-    except HubModelError as err:  # a user's missing or corrupt checkpoint: one line with the fix, no traceback
+    except DiskFullError as err:  # not the user's input: the image cache or run folder does not fit
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (HubModelError, MalformedCSVError, ImageDecodeError, FileNotFoundError) as err:
+        # a user's missing or corrupt checkpoint, dataset CSV or image: one line with the fix, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -103,6 +117,13 @@ def _run(args, ap, kw) -> int:
         return 0
     if not args.images:
         ap.error("give IMAGE files or --data-dir")
+    from medcap_utils.data.images import ImageDecodeError
+    from medcap_utils.data.rocov2 import regular_file_problem
+
+    for path in args.images:  # before loading the model; a FIFO is never opened (that would block)
+        problem = regular_file_problem(path)
+        if problem:
+            raise ImageDecodeError(str(path), problem)
     for caption in caption_images(args.model, args.images, **kw):
         print(caption)
     return 0

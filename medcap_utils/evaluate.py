@@ -10,8 +10,10 @@ The result has ``scores`` (COCO metrics under pycocoevalcap's names, concept sco
 ``f1_primary`` / ``f1_secondary``), ``ci`` (bootstrap 95% over images), ``per_image`` (a table, or
 the path of its CSV when written to disk), ``unavailable`` (metric -> reason) and ``provenance``.
 With ``out_dir`` the references, hypotheses, per-image scores and scores are written as files too.
-A run file that fails validation (including bytes that are not UTF-8) exits with status 2, naming
-the file and the line. The rules, year by year, are in docs/evaluation.md. Used by notebook 08.
+A run file or ground truth that fails validation (including bytes that are not UTF-8, a repeated
+ID, a malformed row, an empty reference caption) exits with status 2, naming the file and the line;
+outputs that cannot be written (a full disk) exit with status 1. Every output file is written
+atomically: complete or absent. The rules, year by year, are in docs/evaluation.md. Used by notebook 08.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medcap_utils.atomic import atomic_write_text
 from medcap_utils.metrics import MetricUnavailable, bootstrap as bt
 from medcap_utils.metrics.provenance import provenance
 
@@ -194,16 +197,18 @@ def to_json(result: dict, per_image_path=None) -> dict:
 
 def write_outputs(result: dict, out_dir, texts: bool = True) -> Path:
     """Write ``refs.txt``/``hyps.txt`` (captions), ``per_image.csv``, ``per_concept.csv``, ``scores.json``."""
+    # Each file is written whole or not at all (temporary name, then rename): a kill or a full disk
+    # never leaves a truncated per_image.csv or scores.json that a later step would read as complete.
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = result["per_image"]
     if texts:
-        (out_dir / "refs.txt").write_text("\n".join(" ".join(str(t).splitlines()) for t in table.reference) + "\n")
-        (out_dir / "hyps.txt").write_text("\n".join(" ".join(str(t).splitlines()) for t in table.hypothesis) + "\n")
-    table.to_csv(out_dir / "per_image.csv", index=False)
+        atomic_write_text(out_dir / "refs.txt", "\n".join(" ".join(str(t).splitlines()) for t in table.reference) + "\n")
+        atomic_write_text(out_dir / "hyps.txt", "\n".join(" ".join(str(t).splitlines()) for t in table.hypothesis) + "\n")
+    atomic_write_text(out_dir / "per_image.csv", table.to_csv(index=False))
     if "per_concept" in result:
-        result["per_concept"].to_csv(out_dir / "per_concept.csv", index=False)
-    (out_dir / "scores.json").write_text(json.dumps(to_json(result, out_dir / "per_image.csv"), indent=2))
+        atomic_write_text(out_dir / "per_concept.csv", result["per_concept"].to_csv(index=False))
+    atomic_write_text(out_dir / "scores.json", json.dumps(to_json(result, out_dir / "per_image.csv"), indent=2))
     return out_dir
 
 
@@ -234,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from medcap_utils.data.rocov2 import read_captions, read_concepts
+    from medcap_utils.data.rocov2 import MalformedCSVError, read_captions, read_concepts
     from medcap_utils.runfiles import RunFileError, read_run_file
 
     args = _parser().parse_args(argv)
@@ -262,8 +267,20 @@ def main(argv=None) -> int:
     except RunFileError as err:
         print(f"invalid run file: {err}", file=sys.stderr)
         return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(to_json(result, side / "per_image.csv"), indent=2))
+    except MalformedCSVError as err:  # the ground truth is read by the same path as `check` and training
+        print(f"invalid ground truth: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:  # a --gt, --pred or --images path (or an image under it) that is not there
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or an unwritable --out: the outputs are whole or absent
+        print(f"error: cannot write the outputs: {err}", file=sys.stderr)
+        return 1
+    try:
+        atomic_write_text(out, json.dumps(to_json(result, side / "per_image.csv"), indent=2))
+    except OSError as err:
+        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(_clean(result["scores"]), indent=2))
     for name, reason in result["unavailable"].items():
         print(f"unavailable: {name}: {reason}", file=sys.stderr)

@@ -1,5 +1,8 @@
 """``python -m medcap_utils.data check DIR`` | ``synth --out DIR --seed N`` | ``cache DIR --size N`` |
-``subset --out DIR [--source ID|DIR] [--seed N] [--n-train N --n-valid N --n-test N]``."""
+``subset --out DIR [--source ID|DIR] [--seed N] [--n-train N --n-valid N --n-test N]``.
+
+Exit status: 0 done (``check``: no problem), 1 problems found or data that cannot be used (one line on
+stderr naming the file, line or member, no traceback), 2 a usage mistake (argparse)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +17,8 @@ def main(argv=None) -> int:
     check = sub.add_parser("check", help="validate a dataset directory in the ROCOv2 layout")
     check.add_argument("root")
     check.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
-    check.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster)")
+    check.add_argument("--no-decode", action="store_true",
+                       help="skip decoding every image (faster); zip members are still verified (present, CRC)")
     check.add_argument("--max-lines", type=int, default=200, help="problem lines to print (all are counted)")
 
     synth = sub.add_parser("synth", help="write the procedurally generated demo dataset")
@@ -49,7 +53,11 @@ def main(argv=None) -> int:
     if args.command == "check":
         from medcap_utils.data.check import check_dataset
 
-        report = check_dataset(args.root, splits=args.splits, decode=not args.no_decode)
+        try:
+            report = check_dataset(args.root, splits=args.splits, decode=not args.no_decode)
+        except (OSError, ValueError) as error:  # e.g. an unreadable subset.json: one line, not a traceback
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         for problem in report.problems[: args.max_lines]:
             print(problem)
         if len(report.problems) > args.max_lines:
@@ -69,10 +77,15 @@ def main(argv=None) -> int:
         return 0
     if args.command == "cache":
         from medcap_utils.data.cache import get_image_cache
+        from medcap_utils.data.rocov2 import MalformedCSVError
 
         for split in args.splits:
             for size in args.size:
-                cache = get_image_cache(args.root, split, size)
+                try:
+                    cache = get_image_cache(args.root, split, size)
+                except (MalformedCSVError, OSError) as error:  # ImageDecodeError, DiskFullError, a missing CSV
+                    print(f"error: {error}", file=sys.stderr)
+                    return 1
                 print(f"{split} {size}px: {len(cache)} images -> {cache.path}")
         return 0
     if args.command == "subset":

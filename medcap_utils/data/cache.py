@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from medcap_utils.atomic import atomic_directory, ensure_free_space
 from medcap_utils.data.images import open_rgb
 from medcap_utils.data.rocov2 import split_files, split_frame
 from medcap_utils.paths import repo_root
@@ -79,38 +81,66 @@ def cache_path(root, split: str, size: int, cache_dir=None) -> Path:
 
 
 def build_image_cache(root, split: str, size: int, cache_dir=None, workers: int | None = None) -> ImageCache:
-    """Decode and resize every image of ``split`` once; raises ImageDecodeError naming a bad file."""
-    frame = split_frame(root, split)
+    """Decode and resize every image of ``split`` once; raises ImageDecodeError naming a bad file,
+    MalformedCSVError for a caption CSV ``check`` would fail, DiskFullError when the array will not fit.
+
+    The folder is built under a temporary name and renamed when complete (:func:`atomic_directory`), so a
+    kill or an error never leaves a folder that :func:`get_image_cache` would take for a finished cache."""
+    frame = split_frame(root, split)  # refuses repeated IDs, malformed rows, empty captions
     out = cache_path(root, split, size, cache_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / "images.u8.partial"
-    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(frame), size, size, 3))
+    shape = (len(frame), size, size, 3)
+    with atomic_directory(out) as tmp:
+        # A memory-mapped write past the end of the disk is a SIGBUS with no message: check first.
+        ensure_free_space(out / "images.npy", needed=int(np.prod(shape)) + 4096)  # + the .npy header
+        array = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
 
-    def load(row: int) -> None:
-        array[row] = resize_square(open_rgb(frame["image_path"].iloc[row]), size)
+        def load(row: int) -> None:
+            array[row] = resize_square(open_rgb(frame["image_path"].iloc[row]), size)
 
-    # PIL releases the GIL while decoding, so threads use every core without pickling arrays.
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        list(tqdm(pool.map(load, range(len(frame))), total=len(frame), desc=f"cache {split} {size}px"))
-    array.flush()
-    del array
-    os.replace(partial, out / "images.npy")
-    (out / "meta.json").write_text(json.dumps({"ids": frame["id"].tolist(), "size": size, "split": split,
-                                               "source": str(Path(root).resolve())}))
-    return _open(out)
+        # PIL releases the GIL while decoding, so threads use every core without pickling arrays.
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            list(tqdm(pool.map(load, range(len(frame))), total=len(frame), desc=f"cache {split} {size}px"))
+        array.flush()
+        del array
+        (tmp / "meta.json").write_text(json.dumps({"ids": frame["id"].tolist(), "size": size, "split": split,
+                                                   "source": str(Path(root).resolve())}))
+    cache, reason = _open(out)
+    if cache is None:
+        raise CacheError(f"the image cache just written to {out} does not read back: {reason}")
+    return cache
 
 
-def _open(out: Path) -> ImageCache:
-    meta = json.loads((out / "meta.json").read_text())
-    images = np.load(out / "images.npy", mmap_mode="r")
-    return ImageCache(path=out, ids=meta["ids"], images=images)
+class CacheError(OSError):
+    """An image cache folder that cannot be used; names the folder."""
+
+
+def _open(out: Path) -> tuple[ImageCache | None, str]:
+    """``(cache, "")``, or ``(None, why)`` for a folder that is damaged or half written (a truncated
+    ``meta.json``, an ``images.npy`` shorter than its header says, IDs that do not match the rows)."""
+    try:
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+        images = np.load(out / "images.npy", mmap_mode="r")
+    except (OSError, ValueError) as error:  # JSONDecodeError and a short .npy are ValueErrors
+        return None, f"{type(error).__name__}: {error}"
+    ids, size = meta.get("ids") if isinstance(meta, dict) else None, meta.get("size") if isinstance(meta, dict) else None
+    if not isinstance(ids, list) or not isinstance(size, int):
+        return None, "meta.json has no ids list or size"
+    if images.dtype != np.uint8 or images.shape != (len(ids), size, size, 3):
+        return None, f"images.npy is {images.dtype} {images.shape}, meta.json says {len(ids)} images of {size}px"
+    if len(set(ids)) != len(ids):
+        return None, "meta.json repeats an ID"
+    return ImageCache(path=out, ids=ids, images=images), ""
 
 
 def get_image_cache(root, split: str, size: int, cache_dir=None) -> ImageCache:
-    """The cache for ``(root, split, size)``, built on first use. Used by notebooks 00 and 02-07."""
+    """The cache for ``(root, split, size)``, built on first use. Used by notebooks 00 and 02-07.
+    A damaged or half-written cache folder is rebuilt (with a warning saying why), never trusted."""
     out = cache_path(root, split, size, cache_dir)
-    if (out / "meta.json").exists() and (out / "images.npy").exists():
-        return _open(out)
+    if out.exists():
+        cache, reason = _open(out)
+        if cache is not None:
+            return cache
+        warnings.warn(f"rebuilding the damaged image cache {out}: {reason}", stacklevel=2)
     return build_image_cache(root, split, size, cache_dir=cache_dir)
 
 

@@ -53,9 +53,12 @@ class CaptionImageCacheDataset(Dataset):
 
 
 def caption_dataset(data_dir: str | Path, split: str, image_size: int, limit: int | None = None,
-                    cache_dir=None) -> CaptionImageCacheDataset:
-    """The split's images (cached at ``image_size``) with their captions and modalities."""
-    frame = split_frame(data_dir, split)
+                    cache_dir=None, frame=None) -> CaptionImageCacheDataset:
+    """The split's images (cached at ``image_size``) with their captions and modalities.
+
+    ``frame``: the split's :func:`split_frame` when the caller already read it. Both refuse a CSV that
+    ``check`` fails (repeated IDs, malformed rows, empty captions), so no empty caption becomes a target."""
+    frame = split_frame(data_dir, split) if frame is None else frame
     if limit is not None:
         frame = frame.iloc[:limit]
     cache = get_image_cache(data_dir, split, image_size, cache_dir=cache_dir)
