@@ -101,6 +101,9 @@ def _with(rows: list, index: int, row) -> list:
     return rows
 
 
+UNCLOSED_NEAR_END = _csv_bytes("ID,Caption", _with(_with(caption_rows(), 6, f'{IDS[6]},"Arrow shows the lesion'),
+                                                    7, f"{IDS[7]},Plain film of the hand"))
+
 #: (case, captions CSV bytes, problem kind, 1-based line named). Row k of IDS is on line k + 2.
 CAPTION_CASES = [
     ("duplicate_caption_id", _csv_bytes("ID,Caption", caption_rows() + [f"{IDS[2]},A second caption"]),
@@ -112,8 +115,8 @@ CAPTION_CASES = [
     ("unterminated_quote_mid_file", _csv_bytes("ID,Caption", _with(_with(
         caption_rows(), 2, f'{IDS[2]},"Arrow shows the lesion'), 4, f'{IDS[4]},He said "yes" twice')),
      "malformed_row", 4),
-    ("unterminated_quote_near_end", _csv_bytes("ID,Caption", _with(caption_rows(), 6, f'{IDS[6]},"Arrow')),
-     "malformed_row", 8),
+    # the last row has no comma and no quote: without strict quoting it silently became part of row 7
+    ("unterminated_quote_near_end", UNCLOSED_NEAR_END, "malformed_row", 8),
     ("empty_caption", _csv_bytes("ID,Caption", _with(caption_rows(), 4, f"{IDS[4]},")), "empty_caption", 6),
     ("whitespace_only_caption", _csv_bytes("ID,Caption", _with(caption_rows(), 4, f'{IDS[4]},"   "')),
      "empty_caption", 6),
@@ -374,8 +377,7 @@ def _run_file(tmp_path: Path, task: str) -> Path:
 
 GT_CASES = [
     ("captions_duplicate_id", "captions", "--gt", _csv_bytes("ID,Caption", caption_rows() + [f"{IDS[2]},Other"]), 10),
-    ("captions_unterminated_quote_near_end", "captions", "--gt",
-     _csv_bytes("ID,Caption", _with(caption_rows(), 6, f'{IDS[6]},"Arrow')), 8),
+    ("captions_unterminated_quote_near_end", "captions", "--gt", UNCLOSED_NEAR_END, 8),  # scored 7 of 8 images
     ("captions_non_utf8", "captions", "--gt",
      _csv_bytes("ID,Caption", _with(caption_rows(), 5, IDS[5].encode() + b",Caf\xe9")), 7),
     ("captions_empty_reference", "captions", "--gt", _csv_bytes("ID,Caption", _with(caption_rows(), 1, f"{IDS[1]},")), 3),
