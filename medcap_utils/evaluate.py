@@ -40,12 +40,16 @@ def image_paths_for(ids: list, images) -> list[str] | None:
         return None
     if isinstance(images, dict):
         return [str(images[i]) for i in ids]
+    from medcap_utils.data.rocov2 import regular_file_problem
+
     root = Path(images)
     paths = []
     for i in ids:
-        found = next((root / f"{i}{ext}" for ext in (".jpg", ".jpeg", ".png") if (root / f"{i}{ext}").exists()), None)
-        if found is None:
-            raise FileNotFoundError(f"no image for {i} under {root}")
+        candidates = [root / f"{i}{ext}" for ext in (".jpg", ".jpeg", ".png") if (root / f"{i}{ext}").exists()]
+        found = next((c for c in candidates if regular_file_problem(c) is None), None)
+        if found is None:  # a FIFO named like an image would block CLIP's reader for ever: never opened
+            why = "; ".join(f"{c.name} is {regular_file_problem(c)}" for c in candidates)
+            raise FileNotFoundError(f"no image file for {i} under {root}" + (f" ({why})" if why else ""))
         paths.append(str(found))
     return paths
 

@@ -438,3 +438,14 @@ def test_evaluate_outputs_are_whole_or_absent_when_writes_fail(tmp_path):
         if (side / name).exists():  # only complete files may exist
             assert len((side / name).read_text().splitlines()) == lines, name
     assert not [p.name for p in side.glob(".*")] if side.exists() else True  # no temporary files left
+
+
+def test_evaluate_images_dir_fifo_is_named_not_opened(tmp_path):
+    from medcap_utils.evaluate import image_paths_for
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / f"{IDS[0]}.jpg").write_bytes(b"jpeg bytes")
+    os.mkfifo(images / f"{IDS[1]}.jpg")
+    with pytest.raises(FileNotFoundError, match=f"{IDS[1]}.jpg is a FIFO, not a regular file"):
+        image_paths_for(IDS[:2], images)
