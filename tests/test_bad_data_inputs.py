@@ -449,3 +449,14 @@ def test_evaluate_images_dir_fifo_is_named_not_opened(tmp_path):
     os.mkfifo(images / f"{IDS[1]}.jpg")
     with pytest.raises(FileNotFoundError, match=f"{IDS[1]}.jpg is a FIFO, not a regular file"):
         image_paths_for(IDS[:2], images)
+
+
+@pytest.mark.parametrize("caption", ["", "   "], ids=["empty", "whitespace"])
+def test_empty_caption_never_becomes_a_training_target(tmp_path, caption):
+    from medcap_utils.models.captioning_data import caption_dataset
+
+    root = make_split(tmp_path / "d", captions=_csv_bytes("ID,Caption", _with(caption_rows(), 2, f'{IDS[2]},"{caption}"')))
+    with pytest.raises(MalformedCSVError) as error:
+        caption_dataset(root, "test", 8, cache_dir=tmp_path / "cache")
+    assert (error.value.kind, error.value.line) == ("empty_caption", 4) and IDS[2] in str(error.value)
+    assert not (tmp_path / "cache").exists()  # refused before any image is decoded
