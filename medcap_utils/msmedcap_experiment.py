@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from medcap_utils.msmedcap_pretrain import Stage1Loss, Stage1Model, make_stage1_collate, stage1_eval
 from medcap_utils.training import TrainConfig, fit
@@ -31,11 +30,20 @@ SCALES = {"Bleu_1": 1e3, "Bleu_2": 1e3, "Bleu_3": 1e3, "METEOR": 1e3, "ROUGE_L":
 
 
 def load_recipe(path, section: str) -> dict:
-    """One section (``paper``, ``authors_code`` or ``demo``) of ``configs/recipes/msmedcap-2024.yaml``."""
-    data = yaml.safe_load(Path(path).read_text())
-    if section not in data:
-        raise KeyError(f"{path}: no section {section!r}")
-    return data[section]
+    """The MSMedCap recipe for ``section``: ``paper``, ``authors_code`` (merged over paper) or ``demo`` (merged
+    over paper), read by :func:`medcap_utils.recipe.read_recipe`. Stage ``train`` mappings are full
+    ``TrainConfig`` mappings carrying ``recipe_hash`` (``TrainConfig(**cfg["stage1"]["train"])`` keeps it)."""
+    from medcap_utils.recipe import RecipeError, read_recipe
+    from medcap_utils.recipe_schema import MsmedcapRecipe
+
+    if section not in ("paper", "authors_code", "demo"):
+        raise RecipeError(f"{path}: section: expected 'paper', 'authors_code' or 'demo', found {section!r}")
+    recipe = read_recipe(path, MsmedcapRecipe, profile="demo" if section == "demo" else "rocov2",
+                         variant="authors_code" if section == "authors_code" else None)
+    for part in ("lm_pretrain", "stage1", "stage2"):
+        if recipe.get(part):
+            recipe[part]["train"] = recipe[part]["train"].to_dict()
+    return recipe
 
 
 def pretrain_demo_lm(lm_dir, tokenizer, captions, cfg: TrainConfig, max_length: int = 64) -> pd.DataFrame:
