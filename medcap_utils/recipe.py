@@ -284,7 +284,9 @@ def read_recipe(path: str | Path, schema: type, *, model: str | None = None, pro
         if layer is None:
             layer = {}
         # each layer alone: the error names the key where it is written; only paper must be complete
-        coerce(layer, schema, file if where != "overrides" else "overrides", where, complete=False)
+        source = file if where != "overrides" else f"{file} (overrides)"
+        checked = coerce(layer, schema, source, where, complete=False)
+        _train_configs(checked, schema, source, where)  # choices and ranges, named where they are written
         if i == 0:
             coerce(merge(defaults or {}, layer), schema, file, where, complete=True)
         merged = merge(merged, layer)
