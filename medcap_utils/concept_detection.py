@@ -164,8 +164,8 @@ def load_recipe(path: str | Path, variant: str = "paper") -> dict:
     """The MedCSRA recipe for ``variant``: ``"paper"``, ``"authors_code"`` (the authors' code over paper) or
     ``"demo"`` (the demo section over paper), read by :func:`medcap_utils.recipe.read_recipe`.
 
-    ``model``/``data`` come back as dicts of the keys given, ``train`` as a full ``TrainConfig`` mapping carrying
-    ``recipe_hash`` (so ``TrainConfig.from_dict(recipe["train"])`` records it), plus ``recipe_hash`` on top.
+    Every section comes back as a dict of the keys given; ``train`` also carries ``recipe_hash`` (so
+    ``TrainConfig.from_dict(recipe["train"])`` records it), and ``recipe_hash`` is on top too.
     """
     from medcap_utils.recipe import RecipeError, read_recipe
     from medcap_utils.recipe_schema import MedcsraRecipe
@@ -173,8 +173,7 @@ def load_recipe(path: str | Path, variant: str = "paper") -> dict:
     if variant not in ("paper", "authors_code", "demo"):
         raise RecipeError(f"{path}: variant: expected 'paper', 'authors_code' or 'demo', found {variant!r}")
     recipe = read_recipe(resolve(path), MedcsraRecipe, profile="demo" if variant == "demo" else "rocov2",
-                         variant=None if variant == "demo" else variant)
-    recipe["train"] = recipe["train"].to_dict()
+                         variant=None if variant == "demo" else variant, train_as="mapping")
     return recipe
 
 

@@ -31,18 +31,15 @@ SCALES = {"Bleu_1": 1e3, "Bleu_2": 1e3, "Bleu_3": 1e3, "METEOR": 1e3, "ROUGE_L":
 
 def load_recipe(path, section: str) -> dict:
     """The MSMedCap recipe for ``section``: ``paper``, ``authors_code`` (merged over paper) or ``demo`` (merged
-    over paper), read by :func:`medcap_utils.recipe.read_recipe`. Stage ``train`` mappings are full
-    ``TrainConfig`` mappings carrying ``recipe_hash`` (``TrainConfig(**cfg["stage1"]["train"])`` keeps it)."""
+    over paper), read by :func:`medcap_utils.recipe.read_recipe`. Sections are dicts of the keys given;
+    stage ``train`` mappings also carry ``recipe_hash`` (``TrainConfig(**cfg["stage1"]["train"])`` keeps it)."""
     from medcap_utils.recipe import RecipeError, read_recipe
     from medcap_utils.recipe_schema import MsmedcapRecipe
 
     if section not in ("paper", "authors_code", "demo"):
         raise RecipeError(f"{path}: section: expected 'paper', 'authors_code' or 'demo', found {section!r}")
     recipe = read_recipe(path, MsmedcapRecipe, profile="demo" if section == "demo" else "rocov2",
-                         variant="authors_code" if section == "authors_code" else None)
-    for part in ("lm_pretrain", "stage1", "stage2"):
-        if recipe.get(part):
-            recipe[part]["train"] = recipe[part]["train"].to_dict()
+                         variant="authors_code" if section == "authors_code" else None, train_as="mapping")
     return recipe
 
 

@@ -234,17 +234,20 @@ def _layers(data: dict, file: str, model: str | None, profile: str, variant: str
     return layers
 
 
-def _attach_hash(values: dict, schema: type, digest: str) -> dict:
-    """Each TrainConfig-typed field of ``schema`` (at any depth) built as a TrainConfig carrying ``digest``."""
+def _attach_hash(values: dict, schema: type, digest: str, train_as: str) -> dict:
+    """Each TrainConfig-typed field of ``schema`` (at any depth) given ``recipe_hash``: built as a TrainConfig
+    (``train_as="config"``) or kept as the mapping of the keys given plus ``recipe_hash`` (``"mapping"``, for
+    callers that build the TrainConfig themselves with keyword arguments of their own)."""
     hints = typing.get_type_hints(schema)
     out = dict(values)
     for name, value in values.items():
         tp = hints[name]
         inner = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
         if inner[0] is TrainConfig and isinstance(value, dict):
-            out[name] = TrainConfig(**value, recipe_hash=digest)
+            out[name] = (TrainConfig(**value, recipe_hash=digest) if train_as == "config"
+                         else {**value, "recipe_hash": digest})
         elif dataclasses.is_dataclass(inner[0]) and isinstance(value, dict):
-            out[name] = _attach_hash(value, inner[0], digest)
+            out[name] = _attach_hash(value, inner[0], digest, train_as)
     return out
 
 
@@ -266,9 +269,11 @@ def _train_configs(values: dict, schema: type, file: str, key: str = "") -> dict
 
 
 def read_recipe(path: str | Path, schema: type, *, model: str | None = None, profile: str = "rocov2",
-                variant: str | None = None, overrides: dict | None = None, defaults: dict | None = None) -> dict:
+                variant: str | None = None, overrides: dict | None = None, defaults: dict | None = None,
+                train_as: str = "config") -> dict:
     """The resolved recipe: a dict shaped like ``schema`` (a dataclass) with every ``train:`` mapping a
-    :class:`TrainConfig` and ``"recipe_hash"`` added at the top.
+    :class:`TrainConfig` (``train_as="mapping"``: the keys given plus ``recipe_hash``) and ``"recipe_hash"``
+    added at the top. The hash is the same either way (computed from the built TrainConfigs).
 
     ``model``: the model section of a model-keyed file (None: ``paper``); ``profile``: ``demo`` merges the
     ``demo:`` section; ``variant``: ``authors_code`` or a name under ``variants:``; ``overrides``: a mapping
@@ -293,7 +298,7 @@ def read_recipe(path: str | Path, schema: type, *, model: str | None = None, pro
     values = coerce(merged, schema, file, "", complete=True)
     built = _train_configs(values, schema, file)
     digest = recipe_hash(built)
-    values = _attach_hash(values, schema, digest)
+    values = _attach_hash(values, schema, digest, train_as)
     values["recipe_hash"] = digest
     return values
 

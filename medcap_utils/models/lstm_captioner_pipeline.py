@@ -153,13 +153,12 @@ def load_trained(directory) -> tuple[LSTMCaptioner, Vocabulary, list[str], Capti
 def load_recipe(path, profile: str = "demo") -> dict:
     """The ``paper`` recipe, with the ``demo`` section merged over it when ``profile == "demo"`` (``"rocov2"``:
     paper alone; any other profile is refused), read by :func:`medcap_utils.recipe.read_recipe`. Every section
-    is a dict; ``train`` is a full ``TrainConfig`` mapping carrying ``recipe_hash``."""
+    is a dict of the keys given; ``train`` also carries ``recipe_hash``."""
     from medcap_utils.recipe import read_recipe
     from medcap_utils.recipe_schema import LstmRecipe
 
-    recipe = read_recipe(path, LstmRecipe, profile=profile)
+    recipe = read_recipe(path, LstmRecipe, profile=profile, train_as="mapping")
     recipe.pop("recipe_hash")  # every section is a mapping (notebook 07 tabulates them); train keeps the hash
-    recipe["train"] = recipe["train"].to_dict()
     return recipe
 
 
