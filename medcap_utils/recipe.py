@@ -214,6 +214,11 @@ def _layers(data: dict, file: str, model: str | None, profile: str, variant: str
     if profile not in PROFILES:
         raise RecipeError(f"{file}: profile: expected one of {list(PROFILES)}, found {profile!r}")
     base = model if model is not None else "paper"
+    if model is None:  # section-keyed: every top-level key is known, so a misspelt `dmeo:` cannot hide
+        unknown = sorted(set(data) - NON_MODEL_KEYS - {"paper"})
+        if unknown:
+            raise RecipeError(f"{file}: {unknown[0]}: unknown section; sections are paper and "
+                              f"{sorted(NON_MODEL_KEYS)}")
     if base not in data:
         models = sorted(set(data) - NON_MODEL_KEYS - {"paper"})
         raise RecipeError(f"{file}: {base}: no such section; "

@@ -71,6 +71,8 @@ BAD_RECIPES = {
                                      r"medblip-2025\.yaml: authors_code: variant 'authors_code' asked for"),
     "unknown_profile": ("xai-lstm-2021.yaml", None, "lstm", "dmeo", None,
                         r"xai-lstm-2021\.yaml: profile: expected one of \['demo', 'rocov2'\], found 'dmeo'"),
+    "unknown_profile_section": ("medcsra-2025.yaml", ("\ndemo:", "\ndmeo:"), "medcsra", "paper", None,
+                                r"medcsra-2025\.yaml: dmeo: unknown section"),
     "unknown_model_section": ("2q2t-2024.yaml", None, "blip", ("blip_bsae", "rocov2"), None,
                               r"blip_bsae: no such section; model sections: \['blip_base', 'blip_large'\]"),
     "bad_choice_in_train": ("2q2t-2024.yaml", ("scheduler: step ", "scheduler: steps "), "blip", BASE, None,
