@@ -102,8 +102,13 @@ class TrainConfig:
         """
         from medcap_utils.recipe import read_section
 
+        from medcap_utils.recipe import RecipeError
+
         values = read_section(path, section, cls, {k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as error:  # a choice or range check of __post_init__: say which file
+            raise RecipeError(f"{path}: {section or '<top>'}: {error}") from None
 
 
 @dataclass
