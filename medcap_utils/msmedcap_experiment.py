@@ -5,7 +5,6 @@ Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in ``m
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
