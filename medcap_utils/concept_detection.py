@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from medcap_utils.batch_augment import AugmentConfig, augment_batch, resize_batch
@@ -162,12 +161,19 @@ def best_threshold(curve: pd.DataFrame, column: str = "f1_per_image") -> float:
 
 # -------------------------------------------------------------------------------------- recipe
 def load_recipe(path: str | Path, variant: str = "paper") -> dict:
-    """``paper`` section of a recipe YAML with ``variant``'s ``model``/``data``/``train`` merged over it."""
-    spec = yaml.safe_load(Path(resolve(path)).read_text())
-    recipe = copy.deepcopy(spec["paper"])
-    if variant != "paper":
-        for part, values in spec[variant].items():
-            recipe.setdefault(part, {}).update(values or {})
+    """The MedCSRA recipe for ``variant``: ``"paper"``, ``"authors_code"`` (the authors' code over paper) or
+    ``"demo"`` (the demo section over paper), read by :func:`medcap_utils.recipe.read_recipe`.
+
+    Every section comes back as a dict of the keys given; ``train`` also carries ``recipe_hash`` (so
+    ``TrainConfig.from_dict(recipe["train"])`` records it), and ``recipe_hash`` is on top too.
+    """
+    from medcap_utils.recipe import RecipeError, read_recipe
+    from medcap_utils.recipe_schema import MedcsraRecipe
+
+    if variant not in ("paper", "authors_code", "demo"):
+        raise RecipeError(f"{path}: variant: expected 'paper', 'authors_code' or 'demo', found {variant!r}")
+    recipe = read_recipe(resolve(path), MedcsraRecipe, profile="demo" if variant == "demo" else "rocov2",
+                         variant=None if variant == "demo" else variant, train_as="mapping")
     return recipe
 
 

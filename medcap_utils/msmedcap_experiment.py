@@ -5,12 +5,9 @@ Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in ``m
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from medcap_utils.msmedcap_pretrain import Stage1Loss, Stage1Model, make_stage1_collate, stage1_eval
 from medcap_utils.training import TrainConfig, fit
@@ -31,11 +28,17 @@ SCALES = {"Bleu_1": 1e3, "Bleu_2": 1e3, "Bleu_3": 1e3, "METEOR": 1e3, "ROUGE_L":
 
 
 def load_recipe(path, section: str) -> dict:
-    """One section (``paper``, ``authors_code`` or ``demo``) of ``configs/recipes/msmedcap-2024.yaml``."""
-    data = yaml.safe_load(Path(path).read_text())
-    if section not in data:
-        raise KeyError(f"{path}: no section {section!r}")
-    return data[section]
+    """The MSMedCap recipe for ``section``: ``paper``, ``authors_code`` (merged over paper) or ``demo`` (merged
+    over paper), read by :func:`medcap_utils.recipe.read_recipe`. Sections are dicts of the keys given;
+    stage ``train`` mappings also carry ``recipe_hash`` (``TrainConfig(**cfg["stage1"]["train"])`` keeps it)."""
+    from medcap_utils.recipe import RecipeError, read_recipe
+    from medcap_utils.recipe_schema import MsmedcapRecipe
+
+    if section not in ("paper", "authors_code", "demo"):
+        raise RecipeError(f"{path}: section: expected 'paper', 'authors_code' or 'demo', found {section!r}")
+    recipe = read_recipe(path, MsmedcapRecipe, profile="demo" if section == "demo" else "rocov2",
+                         variant="authors_code" if section == "authors_code" else None, train_as="mapping")
+    return recipe
 
 
 def pretrain_demo_lm(lm_dir, tokenizer, captions, cfg: TrainConfig, max_length: int = 64) -> pd.DataFrame:

@@ -39,18 +39,19 @@ def load_profile(profile: str, configs: Path, notebooks: list[Path] | None = Non
 
     ``extends: <other profile>`` starts from that profile and merges this file's ``defaults`` and notebook
     sections over it, key by key (the CI smoke profile is the rocov2 profile with small limits);
-    ``reports: <folder>`` sends every output there instead of ``reports/``. A top-level key that is neither
-    one of :data:`PROFILE_KEYS` nor a notebook's stem is refused, so a misspelt section is never ignored."""
+    ``reports: <folder>`` sends every output there instead of ``reports/``. With ``notebooks`` each file is
+    checked against their ``parameters`` cells (:func:`check_profile`): a misspelt section, a key no notebook
+    declares, or a value of the wrong type stops the run before any notebook starts. Numbers such as ``1e-3``
+    are read as floats (:func:`medcap_utils.recipe.load_yaml`)."""
+    from medcap_utils.recipe import load_yaml
+
     path = configs / f"{profile}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in configs.glob("*.yaml") if p.stem != "handoff")
         raise SystemExit(f"unknown profile {profile!r}: {path} not found; profiles: {known}")
-    config = yaml.safe_load(path.read_text()) or {}
+    config = load_yaml(path) or {}
     if notebooks is not None:
-        unknown = set(config) - PROFILE_KEYS - {p.stem for p in notebooks}
-        if unknown:
-            raise SystemExit(f"{path}: unknown sections {sorted(unknown)}; notebook sections are file stems such as "
-                             f"{notebooks[0].stem!r}, other keys {sorted(PROFILE_KEYS)}")
+        check_profile(config, path, notebooks)
     parent = config.pop("extends", None)
     if parent:
         base = load_profile(parent, configs, notebooks)
@@ -59,6 +60,76 @@ def load_profile(profile: str, configs: Path, notebooks: list[Path] | None = Non
             base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
         config = base
     return config
+
+
+def check_profile(config: dict, path: Path, notebooks: list[Path]) -> None:
+    """SystemExit naming ``path``, the key, the expected type and the value for the first mistake of one
+    profile file: an unknown top-level section, a ``defaults`` key that no notebook declares, a notebook
+    section key its notebook does not declare, or a value whose type does not match the parameter's."""
+    if not isinstance(config, dict):
+        raise SystemExit(f"{path}: expected a mapping of sections, found {type(config).__name__}")
+    stems = {p.stem: p for p in notebooks}
+    unknown = set(config) - PROFILE_KEYS - set(stems)
+    if unknown:
+        raise SystemExit(f"{path}: unknown sections {sorted(unknown)}; notebook sections are file stems such as "
+                         f"{notebooks[0].stem!r}, other keys {sorted(PROFILE_KEYS)}")
+    types = {stem: parameter_types(nb) for stem, nb in stems.items()}
+    for section, values in config.items():
+        if section in PROFILE_KEYS - {"defaults"}:
+            continue
+        if not isinstance(values, dict):
+            raise SystemExit(f"{path}: {section}: expected a mapping of parameters, found {values!r}")
+        for key, value in values.items():
+            where = f"{path}: {section}.{key}"
+            declared = {stem: t[key] for stem, t in types.items() if key in t and section in ("defaults", stem)}
+            if not declared:
+                known = sorted(set().union(*types.values())) if section == "defaults" else sorted(types[section])
+                owner = "any notebook" if section == "defaults" else stems[section].name
+                raise SystemExit(f"{where}: not a parameter of {owner}; parameters: {known}")
+            for stem, expected in declared.items():
+                if not _matches(value, expected):
+                    raise SystemExit(f"{where}: expected {expected.__name__} (parameter of {stems[stem].name}), "
+                                     f"found {value!r} ({type(value).__name__})")
+
+
+def _matches(value, expected: type | None) -> bool:
+    """Papermill's type rule, made strict: an int fits a float parameter, a bool fits no number, a None
+    default takes anything."""
+    if expected is None:
+        return True
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def parameter_types(notebook: Path) -> dict[str, type | None]:
+    """``name -> type`` of the ``parameters`` cell: the annotation (``epochs: int = 0``) or, without one, the
+    default's type; None when the default is None (any value fits)."""
+    import ast
+    import builtins
+
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            out = {}
+            for node in ast.parse("".join(cell["source"])).body:
+                targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+                for target in (t for t in targets if isinstance(t, ast.Name)):
+                    try:
+                        default = ast.literal_eval(node.value) if node.value is not None else None
+                    except ValueError:
+                        default = ...  # not a literal: type unknown, any value fits
+                    annotation = getattr(node, "annotation", None)
+                    typ = getattr(builtins, annotation.id, None) if isinstance(annotation, ast.Name) else None
+                    if default is None or default is ...:
+                        typ = None
+                    elif not isinstance(typ, type):
+                        typ = type(default)
+                    out[target.id] = typ
+            return out
+    return {}
 
 
 def declared_parameters(notebook: Path) -> list[str]:

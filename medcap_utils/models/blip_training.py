@@ -14,7 +14,7 @@ every model section when ``profile == "demo"`` (small model built offline, few e
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,59 +22,36 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from medcap_utils.paths import resolve
+from medcap_utils.recipe import merge, read_recipe
+from medcap_utils.recipe_schema import BlipModel
 from medcap_utils.training import TrainConfig, TrainResult, fit
 
-#: Fields of a model section besides ``train`` (defaults used when a recipe leaves them out).
+#: Fields of a model section besides ``train`` (defaults used when a recipe leaves them out): the defaults
+#: of the schema :class:`~medcap_utils.recipe_schema.BlipModel`, the base layer under every BLIP recipe.
 MODEL_DEFAULTS: dict[str, Any] = {
-    "model": "Salesforce/blip-image-captioning-base",  # hub id or directory; null = build the demo BLIP
-    "image_size": 224,
-    "max_length": 200,
-    "label_smoothing": 0.1,
-    "prompt": None,
-    "freeze_vision": False,
-    "freeze_text": False,
-    "build": {},  # build_demo_blip keyword arguments (demo only)
-    "eval_images": 200,  # validation images captioned per epoch for BLEU-4 / modality mention rate
-    "decoding": {"num_beams": 1, "max_new_tokens": 40, "no_repeat_ngram_size": 3},
-    "fast": False,  # blip_fast: SDPA attention + chunked cross-entropy (same loss/gradients, tests/test_fast_train.py)
-}
+    f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    for f in dataclasses.fields(BlipModel) if f.name not in ("train", "notes")}
 
 
 def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
+    """Kept for callers of the old name: :func:`medcap_utils.recipe.merge`."""
+    return merge(base, over or {})
 
 
 def load_blip_recipe(path: str | Path, model_key: str, profile: str = "demo", variant: str | None = None,
                      **train_overrides) -> dict:
-    """``{..model settings.., "train": TrainConfig}`` for one model of a recipe file and a profile.
+    """``{..model settings.., "train": TrainConfig, "recipe_hash": str}`` for one model of a recipe file.
 
-    Merge order: defaults < model section < ``authors_code`` (when ``variant == "authors_code"``)
-    < ``demo`` (profile demo) < ``variants[variant]`` (e.g. MedBLIP's ``decoder_only``) < ``train_overrides``.
+    Read by :func:`medcap_utils.recipe.read_recipe` (types checked, unknown keys and a missing ``train:``
+    refused). Merge order: defaults < model section < ``authors_code`` (when ``variant == "authors_code"``)
+    < ``demo`` (profile demo) < ``variants[variant]`` (e.g. MedBLIP's ``decoder_only``) < ``train_overrides``
+    (None values ignored).
     """
-    data = yaml.safe_load(Path(resolve(path)).read_text())
-    if model_key not in data:
-        raise KeyError(f"{path}: no model section {model_key!r}; sections: {sorted(data)}")
-    section = _merge(MODEL_DEFAULTS, data[model_key])
-    if variant == "authors_code":
-        section = _merge(section, data.get("authors_code", {}))
-    if profile == "demo":
-        section = _merge(section, data.get("demo", {}))
-    if variant not in (None, "authors_code"):
-        variants = data.get("variants", {})
-        if variant not in variants:
-            raise KeyError(f"{path}: no variant {variant!r}; variants: {sorted(variants)}")
-        section = _merge(section, variants[variant] or {})
-    unknown = set(section) - set(MODEL_DEFAULTS) - {"train", "notes"}
-    if unknown:
-        raise KeyError(f"{path}:{model_key}: unknown keys {sorted(unknown)}")
-    section["train"] = TrainConfig.from_dict(section.get("train", {}), **train_overrides)
-    return section
+    overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    return read_recipe(resolve(path), BlipModel, model=model_key, profile=profile, variant=variant,
+                       overrides={"train": overrides} if overrides else None, defaults=MODEL_DEFAULTS)
 
 
 def make_evaluate_fn(processor, valid, n_images: int = 200, decoding: dict | None = None, batch_size: int = 64):

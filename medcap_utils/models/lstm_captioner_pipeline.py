@@ -151,14 +151,14 @@ def load_trained(directory) -> tuple[LSTMCaptioner, Vocabulary, list[str], Capti
 # ---- recipe-driven training ------------------------------------------------------------------
 
 def load_recipe(path, profile: str = "demo") -> dict:
-    """The ``paper`` recipe, with the ``demo`` section merged over it when ``profile == "demo"``."""
-    import yaml
+    """The ``paper`` recipe, with the ``demo`` section merged over it when ``profile == "demo"`` (``"rocov2"``:
+    paper alone; any other profile is refused), read by :func:`medcap_utils.recipe.read_recipe`. Every section
+    is a dict of the keys given; ``train`` also carries ``recipe_hash``."""
+    from medcap_utils.recipe import read_recipe
+    from medcap_utils.recipe_schema import LstmRecipe
 
-    data = yaml.safe_load(Path(path).read_text())
-    recipe = {k: dict(v or {}) for k, v in data["paper"].items()}
-    if profile == "demo":
-        for section, values in (data.get("demo") or {}).items():
-            recipe.setdefault(section, {}).update(values or {})
+    recipe = read_recipe(path, LstmRecipe, profile=profile, train_as="mapping")
+    recipe.pop("recipe_hash")  # every section is a mapping (notebook 07 tabulates them); train keeps the hash
     return recipe
 
 

@@ -1,7 +1,8 @@
 """Training settings shared by every model in the repository (BLIP, ViT-GPT2, CNN captioners, MedCSRA).
 
 Used by notebooks 02, 03, 05, 06 and 07 through :func:`medcap_utils.training.fit`. A recipe YAML under
-``configs/recipes/`` holds one ``train:`` mapping per model; :meth:`TrainConfig.from_yaml` reads it.
+``configs/recipes/`` holds one ``train:`` mapping per model; :func:`medcap_utils.recipe.read_recipe` reads
+whole recipes (and :meth:`TrainConfig.from_yaml` one section) with the same type checks.
 """
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 @dataclass
@@ -58,6 +57,9 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps in total (smoke runs)
     drop_last: bool = False
     progress: bool = True
+    #: sha256 of the resolved recipe this config came from (medcap_utils.recipe.recipe_hash); None when built
+    #: in code. Saved with checkpoints and models so a run records which recipe values trained it
+    recipe_hash: str | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list
@@ -93,16 +95,20 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = None, **overrides: Any) -> "TrainConfig":
-        """Read ``section`` (dotted path, e.g. ``"blip_base.train"``) of a YAML file.
+        """Read ``section`` (dotted path, e.g. ``"blip_base.train"``) of a YAML file, types checked by
+        :func:`medcap_utils.recipe.read_section` (a :class:`~medcap_utils.recipe.RecipeError` names file and key).
 
         ``overrides`` that are not None replace recipe values (notebook parameters win).
         """
-        data = yaml.safe_load(Path(path).read_text())
-        for key in section.split(".") if section else []:
-            if not isinstance(data, dict) or key not in data:
-                raise KeyError(f"{path}: no section {section!r} (missing {key!r})")
-            data = data[key]
-        return cls.from_dict(dict(data or {}), **overrides)
+        from medcap_utils.recipe import read_section
+
+        from medcap_utils.recipe import RecipeError
+
+        values = read_section(path, section, cls, {k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValueError as error:  # a choice or range check of __post_init__: say which file
+            raise RecipeError(f"{path}: {section or '<top>'}: {error}") from None
 
 
 @dataclass
