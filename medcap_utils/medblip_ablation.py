@@ -208,10 +208,15 @@ def start_model(data_dir: str | Path, out_dir: str | Path, recipe: dict) -> str:
 
     if recipe["model"]:
         return recipe["model"]
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import is_complete, write_checksums
+
     init = Path(resolve(out_dir)) / "init"
-    if not (init / "config.json").exists():
+    if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
         captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
-        build_demo_blip(init, captions, image_size=recipe["image_size"], **recipe["build"])
+        with atomic_directory(init) as tmp:
+            build_demo_blip(tmp, captions, image_size=recipe["image_size"], **recipe["build"])
+            write_checksums(tmp)
     return str(init)
 
 
@@ -222,6 +227,8 @@ def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Pat
     to the whole training split. Used by notebooks 03 and 04."""
     import json
 
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import write_checksums
     from medcap_utils.models.blip import load_blip
     from medcap_utils.models.captioning_data import caption_dataset
 
@@ -237,8 +244,10 @@ def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Pat
     init = start_model(data_dir, out_dir, recipe)
     model, processor, info = run_blip_variant(variant, init, train, recipe["train"], recipe["max_length"],
                                               recipe["label_smoothing"])
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
     info["train_images"] = len(train)
-    (path / "train_info.json").write_text(json.dumps(info, indent=2))
+    with atomic_directory(path) as tmp:  # complete (train_info.json and checksums included) or absent
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "train_info.json").write_text(json.dumps(info, indent=2))
+        write_checksums(tmp)
     return model, processor, info

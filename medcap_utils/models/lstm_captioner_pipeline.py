@@ -177,10 +177,15 @@ def _encoder_path(model_cfg: dict, out_dir: Path) -> str:
     from medcap_utils.models.lstm_captioner import small_resnet_config
 
     width, depths = int(model_cfg.get("width", 16)), tuple(model_cfg.get("depths", (1, 1)))
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import is_complete, write_checksums
+
     path = out_dir / f"resnet-init-w{width}-d{'-'.join(map(str, depths))}"
-    if not (path / "config.json").exists():
+    if not is_complete(path):  # written whole or not at all; a folder left by a kill before this is rewritten
         torch.manual_seed(0)
-        ResNetModel(small_resnet_config(width, depths)).save_pretrained(path)
+        with atomic_directory(path) as tmp:
+            ResNetModel(small_resnet_config(width, depths)).save_pretrained(tmp)
+            write_checksums(tmp)
     return str(path)
 
 
