@@ -236,6 +236,9 @@ def train_captioner(data_dir, recipe: dict, out_dir, train_overrides: dict | Non
                  trainable_params=[p for p in model.parameters() if p.requires_grad])
     best = result.best_dir / "model.pt" if result.best_dir else None
     if best is not None and best.exists():
+        from medcap_utils.model_files import verify_model_dir
+
+        verify_model_dir(result.best_dir)  # fit() checksums best/: a damaged file is named, not loaded
         model.load_state_dict(torch.load(best, map_location="cpu"))
     model.eval()
     info = {"history": result.history.to_dict("list"), "best": result.best, "seconds": result.wall_time_s,
