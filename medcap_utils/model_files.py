@@ -18,19 +18,21 @@ from pathlib import Path
 from typing import Iterable
 
 from medcap_utils.atomic import atomic_write_text
+from medcap_utils.hub import HubModelError
 
 CHECKSUMS = "checksums.sha256"
-FIX = "Fix: delete the folder ({dir}) and rerun the notebook (or command) that writes it"
+FIX = ("Fix: delete the folder ({dir}) and rerun the notebook (or command) that writes it; a folder of your "
+       "own: write it again with save_pretrained")
 
 
-class CorruptModelError(OSError):
-    """A model folder with a missing, truncated or changed file; the message names the file and the fix.
-    An ``OSError`` like transformers' "can't load" errors and :class:`medcap_utils.hub.HubModelError`."""
+class CorruptModelError(HubModelError):
+    """A model folder with a missing, truncated or changed file; the message names the file, what is wrong
+    and the fix. A :class:`~medcap_utils.hub.HubModelError` (an ``OSError``), so the caption CLI reports it
+    in one line like a missing or corrupt hub checkpoint."""
 
     def __init__(self, directory: str | Path, file: str, problem: str, fix: str | None = None):
         self.directory, self.file, self.problem = Path(directory), file, problem
-        super().__init__(f"{Path(directory) / file}: {problem}. "
-                         f"{fix or FIX.format(dir=directory)}.")
+        super().__init__(f"{Path(directory) / file} {problem}. {fix or FIX.format(dir=directory)}.")
 
     def __str__(self) -> str:  # without OSError's tuple formatting
         return self.args[0]
@@ -81,17 +83,17 @@ def structure_problem(path: Path) -> str | None:
             with path.open("rb") as fh:
                 head = fh.read(8)
                 if len(head) < 8:
-                    return f"truncated ({size} bytes, no safetensors header)"
+                    return f"is truncated ({size} bytes, no safetensors header)"
                 n = struct.unpack("<Q", head)[0]
                 if n > size - 8:
-                    return f"truncated (safetensors header declares {n} bytes, file has {size})"
+                    return f"is truncated (safetensors header declares {n} bytes, file has {size})"
                 header = json.loads(fh.read(n))
             end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
             if 8 + n + end != size:
-                return f"truncated (its tensors need {8 + n + end} bytes, file has {size})"
+                return f"is truncated (its tensors need {8 + n + end} bytes, file has {size})"
     except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
-        kind = "invalid JSON" if path.suffix == ".json" else "corrupt safetensors header"
-        return f"{kind}, truncated or overwritten ({type(err).__name__}: {str(err)[:80]})"
+        kind = "is not valid JSON" if path.suffix == ".json" else "has a corrupt safetensors header"
+        return f"{kind}: truncated or overwritten ({type(err).__name__}: {str(err)[:80]})"
     return None
 
 
@@ -116,7 +118,7 @@ def verify_model_dir(directory: str | Path, require_checksums: bool = False, fix
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise CorruptModelError(directory, "", "no such folder", fix)
+        raise CorruptModelError(directory, "", "does not exist", fix)
     key = _fingerprint(directory)
     if key in _verified:
         return directory
@@ -126,14 +128,14 @@ def verify_model_dir(directory: str | Path, require_checksums: bool = False, fix
             digest, _, name = line.partition("  ")
             path = directory / name
             if not path.is_file():
-                raise CorruptModelError(directory, name, f"missing (listed in {CHECKSUMS})", fix)
+                raise CorruptModelError(directory, name, f"is missing (listed in {CHECKSUMS})", fix)
             if _sha256(path) != digest:
                 problem = structure_problem(path)
-                raise CorruptModelError(directory, name, problem or f"checksum mismatch (sha256 differs from "
-                                        f"{CHECKSUMS}: the file was overwritten or truncated after it was "
-                                        f"saved; {path.stat().st_size} bytes now)", fix)
+                raise CorruptModelError(directory, name, problem or f"does not match its checksum in {CHECKSUMS} "
+                                        f"(overwritten or truncated after it was saved; {path.stat().st_size} "
+                                        "bytes now)", fix)
     elif require_checksums:
-        raise CorruptModelError(directory, CHECKSUMS, "missing: the save of this folder did not finish "
+        raise CorruptModelError(directory, CHECKSUMS, "is missing: the save of this folder did not finish "
                                 "(killed or failed), or it was written before checksums were recorded", fix)
     else:
         for path in _files(directory):
