@@ -445,3 +445,41 @@ def test_reuse_of_a_finished_blip_folder_trained_with_another_recipe_is_refused(
     (out / "train_info.json").write_text(json.dumps(bt.recorded_settings(recipe)))
     write_checksums(out)
     assert bt.load_or_train_demo_blip(tmp_path / "data", out) == ("reused", out)
+
+
+def test_reuse_of_a_finished_blip_folder_with_more_epochs_trains_on_from_its_checkpoints(tmp_path, monkeypatch):
+    import medcap_utils.models.blip_training as bt
+
+    recipe = bt.load_blip_recipe("configs/recipes/2q2t-2024.yaml", "blip_base", "demo")
+    out = tmp_path / "blip"
+    out.mkdir()
+    (out / "history.csv").write_text("epoch\n1\n")
+    recorded = bt.recorded_settings(recipe)
+    recorded["train"].update(epochs=recipe["train"].epochs - 1, progress=not recipe["train"].progress)
+    (out / "train_info.json").write_text(json.dumps(recorded))
+    write_checksums(out)
+    trained = []
+    monkeypatch.setattr(bt, "train_blip_recipe", lambda r, data, o: trained.append(r["train"].epochs) or ("m", "p", 0))
+    monkeypatch.setattr("medcap_utils.models.blip.load_blip", lambda p: ("reused", p))
+    assert bt.load_or_train_demo_blip(tmp_path / "data", out) == ("m", "p")  # before: the shorter model reused
+    assert trained == [recipe["train"].epochs]
+
+
+@pytest.mark.parametrize("override, outcome", [({"lr": 0.5}, "refused"), ({"epochs": 99}, "trained"),
+                                               ({"progress": True}, "reused")])
+def test_reuse_of_a_finished_lstm_captioner_compares_the_recorded_settings(tmp_path, monkeypatch, override, outcome):
+    import medcap_utils.models.lstm_captioner_pipeline as pipe
+
+    recipe = {"model": {"encoder": "demo", "width": 8}, "train": {"lr": 0.1, "epochs": 2}, "text": {}}
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.pt").write_bytes(b"")
+    info = {"data_dir": str((tmp_path / "data").resolve()), "settings": pipe._settings(recipe, None)}
+    monkeypatch.setattr(pipe, "load_trained", lambda d: ("model", "vocab", [], "text", info))
+    monkeypatch.setattr(pipe, "train_captioner", lambda *a, **k: "trained")
+    new = {**recipe, "train": {**recipe["train"], **override}}
+    if outcome == "refused":
+        with pytest.raises(ValueError, match=r"(?s)train.lr: 0.1 -> 0.5.*Fix: retrain=True"):
+            pipe.load_or_train(tmp_path / "data", new, tmp_path)  # before: the lr=0.1 model, reused
+    else:
+        result = pipe.load_or_train(tmp_path / "data", new, tmp_path)
+        assert (result if outcome == "trained" else result["model"]) == ("trained" if outcome == "trained" else "model")

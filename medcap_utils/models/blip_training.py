@@ -184,15 +184,17 @@ def recorded_settings(recipe: dict) -> dict:
     return {"recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": recipe["train"].to_dict()}
 
 
-def settings_changes(info: dict, recipe: dict) -> list[str]:
-    """``"key: old -> new"`` between a folder's ``train_info.json`` and ``recipe`` (training settings that may
-    change on a resume, such as output_dir or progress, are not compared; a plan_batch change of batch size
-    on another GPU is reported, since the saved model was trained with the recorded one)."""
-    from medcap_utils.training import config_changes
+def settings_changes(info: dict, recipe: dict, train_may_change=None) -> list[str]:
+    """``"key: old -> new"`` between a folder's ``train_info.json`` and ``recipe``. Training fields in
+    ``train_may_change`` (default: those a resume may change, such as epochs or progress) are not compared;
+    a plan_batch change of batch size on another GPU is reported, since the model was trained with the
+    recorded one."""
+    from medcap_utils.training import RESUME_MAY_CHANGE, config_changes
 
     new = recorded_settings(recipe)
     changes = config_changes(info.get("recipe", {}), new["recipe"], may_change=())
-    return [f"recipe.{c}" for c in changes] + [f"train.{c}" for c in config_changes(info.get("train", {}), new["train"])]
+    train = config_changes(info.get("train", {}), new["train"], may_change=train_may_change or RESUME_MAY_CHANGE)
+    return [f"recipe.{c}" for c in changes] + [f"train.{c}" for c in train]
 
 
 def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, train_limit: int | None = None,
@@ -236,21 +238,26 @@ def load_or_train_demo_blip(data_dir: str | Path = "data/demo", out_dir: str | P
     """The demo BLIP of notebook 02 (loaded if saved, trained otherwise); notebooks 03 and 04 use it.
 
     A saved folder is reused only when its save finished (its checksum file exists) and it was trained with
-    the same recipe; a folder trained with other settings is refused, naming them (``retrain=True`` trains
-    it again from scratch, checkpoints included)."""
+    the same recipe. Other epochs (or max_steps, patience) train on from its checkpoints; any other changed
+    setting is refused, naming it (``retrain=True`` trains again from scratch, checkpoints included)."""
     import shutil
 
     from medcap_utils.models.blip import load_blip
+    from medcap_utils.training import REUSE_MAY_CHANGE
 
     out = Path(resolve(out_dir))
     recipe = load_blip_recipe(recipe_path, model_key, "demo")
     if is_complete(out) and (out / "history.csv").exists() and not retrain:
-        changes = settings_changes(json.loads((out / "train_info.json").read_text()), recipe)
+        info = json.loads((out / "train_info.json").read_text())
+        changes = settings_changes(info, recipe)
         if changes:
             raise ValueError(f"{out} holds a BLIP trained with other settings than {recipe_path} ({model_key}, "
                              "demo):\n  " + "\n  ".join(changes) + f"\nFix: retrain=True (trains again "
                              f"from scratch), another out_dir, or delete {out}.")
-        return load_blip(out)
+        longer = settings_changes(info, recipe, train_may_change=REUSE_MAY_CHANGE)
+        if not longer:
+            return load_blip(out)
+        print(f"{out}: trained with {'; '.join(longer)}; training on from its checkpoints")
     if retrain and (out / "run").exists():
         shutil.rmtree(out / "run")  # otherwise the finished run's checkpoints would be resumed, not retrained
     model, processor, _ = train_blip_recipe(recipe, data_dir, out)

@@ -186,6 +186,12 @@ RESUME_MAY_CHANGE = frozenset({
 })
 
 
+#: The part of RESUME_MAY_CHANGE that does not change the trained weights at all: a finished model folder is
+#: reused when only these differ. epochs, max_steps and early_stopping_patience do change the result, so a
+#: finished model with other values is trained on (resumed) or trained again, never reused as it is.
+REUSE_MAY_CHANGE = RESUME_MAY_CHANGE - {"epochs", "max_steps", "early_stopping_patience"}
+
+
 class ResumeMismatchError(ValueError):
     """A checkpoint saved with other training settings than the run that would resume it."""
 
