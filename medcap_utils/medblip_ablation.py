@@ -220,6 +220,25 @@ def start_model(data_dir: str | Path, out_dir: str | Path, recipe: dict) -> str:
     return str(init)
 
 
+def _trained_on(path: Path, recorded: dict | None, recipe: dict) -> bool:
+    """True when the saved variant must be trained again: its recipe had other epochs (or max_steps,
+    patience). Any other changed setting is refused, naming it; folders from before settings were
+    recorded are reused as before."""
+    from medcap_utils.models.blip_training import settings_changes
+    from medcap_utils.training import REUSE_MAY_CHANGE
+
+    if recorded is None:
+        return False
+    changes = settings_changes(recorded, recipe)
+    if changes:
+        raise ValueError(f"{path} holds a variant trained with other settings:\n  " + "\n  ".join(changes)
+                         + f"\nFix: retrain=True, another out_dir, or delete {path}.")
+    longer = settings_changes(recorded, recipe, train_may_change=REUSE_MAY_CHANGE)
+    if longer:
+        print(f"{path}: trained with {'; '.join(longer)}; training again")
+    return bool(longer)
+
+
 def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
                           train=None, retrain: bool = False):
     """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when saved,
@@ -230,21 +249,25 @@ def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Pat
     from medcap_utils.atomic import atomic_directory
     from medcap_utils.model_files import write_checksums
     from medcap_utils.models.blip import load_blip
+    from medcap_utils.models.blip_training import recorded_settings
     from medcap_utils.models.captioning_data import caption_dataset
 
     path = Path(resolve(out_dir)) / variant
-    if (path / "train_info.json").exists() and not retrain:
-        model, processor = load_blip(path)
-        return model.eval(), processor, json.loads((path / "train_info.json").read_text())
     if recipe is None:
         recipe = ablation_recipe("demo", width=DEMO_OVERRIDES["width"],
                                  **{k: DEMO_OVERRIDES[k] for k in ("epochs", "lr", "batch_size", "warmup_steps")})
+    if (path / "train_info.json").exists() and not retrain:
+        saved = json.loads((path / "train_info.json").read_text())
+        if not _trained_on(path, saved.get("settings"), recipe):
+            model, processor = load_blip(path)
+            return model.eval(), processor, saved
     if train is None:
         train = caption_dataset(resolve(data_dir), "train", recipe["image_size"])
     init = start_model(data_dir, out_dir, recipe)
     model, processor, info = run_blip_variant(variant, init, train, recipe["train"], recipe["max_length"],
                                               recipe["label_smoothing"])
     info["train_images"] = len(train)
+    info["settings"] = recorded_settings(recipe)  # compared by the next call before it reuses the folder
     with atomic_directory(path) as tmp:  # complete (train_info.json and checksums included) or absent
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

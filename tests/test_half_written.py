@@ -483,3 +483,18 @@ def test_reuse_of_a_finished_lstm_captioner_compares_the_recorded_settings(tmp_p
     else:
         result = pipe.load_or_train(tmp_path / "data", new, tmp_path)
         assert (result if outcome == "trained" else result["model"]) == ("trained" if outcome == "trained" else "model")
+
+
+def test_reuse_of_a_saved_medblip_variant_trained_with_another_lr_is_refused(tmp_path, monkeypatch):
+    import medcap_utils.medblip_ablation as ab
+    from medcap_utils.models.blip_training import recorded_settings
+
+    recipe = ab.ablation_recipe("demo", width=32, epochs=1, lr=1e-3)
+    (tmp_path / "full").mkdir()
+    info = {"variant": "full", "settings": recorded_settings(recipe)}
+    (tmp_path / "full" / "train_info.json").write_text(json.dumps(info))
+    monkeypatch.setattr("medcap_utils.models.blip.load_blip", lambda p: (torch.nn.Linear(1, 1), "proc"))
+    assert ab.load_or_train_variant("full", tmp_path / "data", tmp_path, recipe)[2] == info
+    with pytest.raises(ValueError, match=r"(?s)full holds a variant trained with other settings.*train.lr: 0.001 -> 0.01"):
+        ab.load_or_train_variant("full", tmp_path / "data", tmp_path, ab.ablation_recipe("demo", width=32, epochs=1,
+                                                                                          lr=1e-2))
