@@ -93,10 +93,15 @@ def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=Non
         model_dir = Path(resolve(model_dir))
         tokenizer = train_causal_tokenizer(train.captions, vocab_size=1000)
         kwargs = {"image_size": train.cache.size, **(build_kwargs or {})}
-        if kind == "vit_gpt2":
-            vit_gpt2.build_demo_vit_gpt2(model_dir, tokenizer, **kwargs)
-        else:
-            blip2.build_demo_blip2(model_dir, tokenizer, instruct=instruct, **kwargs)
+        from medcap_utils.atomic import atomic_directory
+        from medcap_utils.model_files import write_checksums
+
+        with atomic_directory(model_dir) as tmp:  # the start model is complete or absent, never half-written
+            if kind == "vit_gpt2":
+                vit_gpt2.build_demo_vit_gpt2(tmp, tokenizer, **kwargs)
+            else:
+                blip2.build_demo_blip2(tmp, tokenizer, instruct=instruct, **kwargs)
+            write_checksums(tmp)
     source = model_dir or (vit_gpt2.VIT_GPT2_ID if kind == "vit_gpt2"
                            else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
     device = "cuda" if torch.cuda.is_available() else "cpu"
