@@ -227,8 +227,14 @@ class HubModelError(OSError):
 
 def from_pretrained(cls, name_or_path, **kwargs):
     """``cls.from_pretrained(name_or_path, **kwargs)``; a missing or corrupt checkpoint raises one
-    :class:`HubModelError` that names the id (or folder), the file, the cache and the fix."""
+    :class:`HubModelError` that names the id (or folder), the file, the cache and the fix. A local folder
+    is verified first (:func:`medcap_utils.model_files.verify_model_dir`: its recorded checksums, or the
+    structure of its JSON and safetensors files), raising :class:`~medcap_utils.model_files.CorruptModelError`."""
+    from medcap_utils.model_files import verify_model_dir
+
     name_or_path = str(name_or_path)
+    if Path(name_or_path).expanduser().is_dir():  # a local folder: checksums if it has them, structure anyway
+        verify_model_dir(Path(name_or_path).expanduser())
     try:
         return cls.from_pretrained(name_or_path, **kwargs)
     except Exception as err:  # transformers raises OSError, ValueError, SafetensorError, JSONDecodeError...

@@ -93,10 +93,15 @@ def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=Non
         model_dir = Path(resolve(model_dir))
         tokenizer = train_causal_tokenizer(train.captions, vocab_size=1000)
         kwargs = {"image_size": train.cache.size, **(build_kwargs or {})}
-        if kind == "vit_gpt2":
-            vit_gpt2.build_demo_vit_gpt2(model_dir, tokenizer, **kwargs)
-        else:
-            blip2.build_demo_blip2(model_dir, tokenizer, instruct=instruct, **kwargs)
+        from medcap_utils.atomic import atomic_directory
+        from medcap_utils.model_files import write_checksums
+
+        with atomic_directory(model_dir) as tmp:  # the start model is complete or absent, never half-written
+            if kind == "vit_gpt2":
+                vit_gpt2.build_demo_vit_gpt2(tmp, tokenizer, **kwargs)
+            else:
+                blip2.build_demo_blip2(tmp, tokenizer, instruct=instruct, **kwargs)
+            write_checksums(tmp)
     source = model_dir or (vit_gpt2.VIT_GPT2_ID if kind == "vit_gpt2"
                            else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -208,11 +213,35 @@ def start_model(data_dir: str | Path, out_dir: str | Path, recipe: dict) -> str:
 
     if recipe["model"]:
         return recipe["model"]
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import is_complete, write_checksums
+
     init = Path(resolve(out_dir)) / "init"
-    if not (init / "config.json").exists():
+    if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
         captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
-        build_demo_blip(init, captions, image_size=recipe["image_size"], **recipe["build"])
+        with atomic_directory(init) as tmp:
+            build_demo_blip(tmp, captions, image_size=recipe["image_size"], **recipe["build"])
+            write_checksums(tmp)
     return str(init)
+
+
+def _trained_on(path: Path, recorded: dict | None, recipe: dict) -> bool:
+    """True when the saved variant must be trained again: its recipe had other epochs (or max_steps,
+    patience). Any other changed setting is refused, naming it; folders from before settings were
+    recorded are reused as before."""
+    from medcap_utils.models.blip_training import settings_changes
+    from medcap_utils.training import REUSE_MAY_CHANGE
+
+    if recorded is None:
+        return False
+    changes = settings_changes(recorded, recipe)
+    if changes:
+        raise ValueError(f"{path} holds a variant trained with other settings:\n  " + "\n  ".join(changes)
+                         + f"\nFix: retrain=True, another out_dir, or delete {path}.")
+    longer = settings_changes(recorded, recipe, train_may_change=REUSE_MAY_CHANGE)
+    if longer:
+        print(f"{path}: trained with {'; '.join(longer)}; training again")
+    return bool(longer)
 
 
 def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
@@ -222,23 +251,31 @@ def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Pat
     to the whole training split. Used by notebooks 03 and 04."""
     import json
 
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import write_checksums
     from medcap_utils.models.blip import load_blip
+    from medcap_utils.models.blip_training import recorded_settings
     from medcap_utils.models.captioning_data import caption_dataset
 
     path = Path(resolve(out_dir)) / variant
-    if (path / "train_info.json").exists() and not retrain:
-        model, processor = load_blip(path)
-        return model.eval(), processor, json.loads((path / "train_info.json").read_text())
     if recipe is None:
         recipe = ablation_recipe("demo", width=DEMO_OVERRIDES["width"],
                                  **{k: DEMO_OVERRIDES[k] for k in ("epochs", "lr", "batch_size", "warmup_steps")})
+    if (path / "train_info.json").exists() and not retrain:
+        saved = json.loads((path / "train_info.json").read_text())
+        if not _trained_on(path, saved.get("settings"), recipe):
+            model, processor = load_blip(path)
+            return model.eval(), processor, saved
     if train is None:
         train = caption_dataset(resolve(data_dir), "train", recipe["image_size"])
     init = start_model(data_dir, out_dir, recipe)
     model, processor, info = run_blip_variant(variant, init, train, recipe["train"], recipe["max_length"],
                                               recipe["label_smoothing"])
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
     info["train_images"] = len(train)
-    (path / "train_info.json").write_text(json.dumps(info, indent=2))
+    info["settings"] = recorded_settings(recipe)  # compared by the next call before it reuses the folder
+    with atomic_directory(path) as tmp:  # complete (train_info.json and checksums included) or absent
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "train_info.json").write_text(json.dumps(info, indent=2))
+        write_checksums(tmp)
     return model, processor, info

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from medcap_utils.atomic import atomic_write_json
 from medcap_utils.paths import repo_root
 
 PACKAGES = ("medcap", "torch", "transformers", "datasets", "accelerate", "tokenizers", "numpy", "pandas",
@@ -232,8 +233,11 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
     notebooks = all_notebooks
     if only:
         notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in only)]
-        if not notebooks:
-            raise SystemExit(f"--only {' '.join(only)} matches no notebook in {root / 'notebooks'}")
+        # every prefix must select something: a typo beside a valid prefix would otherwise be skipped quietly
+        unmatched = [o for o in only if not any(p.name.startswith(o) for p in all_notebooks)]
+        if unmatched:
+            raise SystemExit(f"--only {' '.join(unmatched)} matches no notebook in {root / 'notebooks'}; "
+                             f"notebooks: {' '.join(p.name for p in all_notebooks)}")
     config = load_profile(profile, root / "configs", all_notebooks)
     # the notebooks' `profile` parameter is the code path (demo or rocov2); a derived profile such as
     # rocov2-smoke sets it through its parent's defaults
@@ -266,6 +270,8 @@ def _run_notebooks(profile, root, notebooks, config, overrides, reports, only) -
                 "git": git_state(root), "python": sys.version.split()[0], "platform": platform.platform(),
                 "cpu_count": os.cpu_count(), "packages": package_versions(), "lock": lock_state(root),
                 "hub": hub_state(config.get("defaults", {}).get("profile", profile), root), "notebooks": []}
+    # a run of some notebooks never replaces the record of a full run; either file is replaced whole
+    # (atomic_write_json), so a kill or a full disk leaves the previous manifest readable
     manifest_path = reports / ("manifest.json" if not only else "manifest-partial.json")
     status = 0
     total = time.perf_counter()
@@ -285,13 +291,13 @@ def _run_notebooks(profile, root, notebooks, config, overrides, reports, only) -
         entry["wall_s"] = round(time.perf_counter() - start, 1)
         print(f"    {entry['status']} in {entry['wall_s']} s", flush=True)
         manifest["notebooks"].append(entry)
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        atomic_write_json(manifest_path, manifest)
         if status:
             break
     manifest["total_wall_s"] = round(time.perf_counter() - total, 1)
     manifest["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "ok" if status == 0 else "failed"
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    atomic_write_json(manifest_path, manifest)
     print(f"{manifest['status']}: {len(manifest['notebooks'])} notebooks in {manifest['total_wall_s']} s; "
           f"manifest {_shown(manifest_path, root)}")
     return status

@@ -34,6 +34,7 @@ import io
 import json
 from pathlib import Path
 
+from medcap_utils.atomic import atomic_directory
 from medcap_utils.paths import reports_dir, resolve
 
 MAX_CONCEPTS = 100
@@ -194,11 +195,13 @@ def write_run_dir(name: str, task: str, split: str, data_dir: str, predictions: 
     if task not in FILES:
         raise ValueError(f"task must be one of {list(FILES)}")
     run_dir = (Path(resolve(runs_root)) if runs_root else reports_dir("runs")) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (write_caption_run if task == "captions" else write_concept_run)(run_dir / FILES[task], predictions)
     info = {"task": task, "split": split, "data_dir": str(data_dir),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "meta": meta or {}}
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    # Built under a temporary name and renamed into place: notebook 08 never sees a run file without its
+    # run.json (or new predictions with an old run.json), and a rewrite drops evaluations of the old ones.
+    with atomic_directory(run_dir) as tmp:
+        (write_caption_run if task == "captions" else write_concept_run)(tmp / FILES[task], predictions)
+        (tmp / "run.json").write_text(json.dumps(info, indent=2, default=str))
     return run_dir
 
 

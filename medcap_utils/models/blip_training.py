@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcap_utils.atomic import atomic_directory
+from medcap_utils.model_files import is_complete, write_checksums
 from medcap_utils.paths import resolve
 from medcap_utils.recipe import merge, read_recipe
 from medcap_utils.recipe_schema import BlipModel
@@ -125,10 +127,51 @@ def initial_model(recipe: dict, data_dir: str | Path, out_dir: str | Path):
     if recipe["model"]:
         return load_blip(recipe["model"])
     init = Path(out_dir) / "init"
-    if not (init / "config.json").exists():
+    if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
         captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
-        build_demo_blip(init, captions, image_size=recipe["image_size"], **recipe["build"])
+        with atomic_directory(init) as tmp:
+            build_demo_blip(tmp, captions, image_size=recipe["image_size"], **recipe["build"])
+            write_checksums(tmp)
     return load_blip(init)
+
+
+#: Sub-folders of a model folder that are not part of the saved model (start model, checkpoints).
+_NOT_MODEL = ("init", "run")
+
+
+def save_trained_blip(out: Path, model, processor, result: TrainResult, info: dict) -> None:
+    """Model, processor, ``history.csv`` and ``train_info.json`` into ``out`` (which also holds ``init/`` and
+    ``run/``, so it is not replaced as a whole): the checksum file is removed first and written last, so a
+    kill or a full disk in between leaves a folder that :func:`load_or_train_demo_blip` does not take for
+    finished and that every loader refuses by name."""
+    from medcap_utils.atomic import atomic_write_json, disk_full_as_error
+    from medcap_utils.model_files import CHECKSUMS
+
+    (out / CHECKSUMS).unlink(missing_ok=True)
+    with disk_full_as_error(out):
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        result.history.to_csv(out / "history.csv", index=False)
+    atomic_write_json(out / "train_info.json", info)
+    write_checksums(out, exclude=_NOT_MODEL)
+
+
+def recorded_settings(recipe: dict) -> dict:
+    """What a finished model folder records of the recipe it was trained with (``train_info.json``)."""
+    return {"recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": recipe["train"].to_dict()}
+
+
+def settings_changes(info: dict, recipe: dict, train_may_change=None) -> list[str]:
+    """``"key: old -> new"`` between a folder's ``train_info.json`` and ``recipe``. Training fields in
+    ``train_may_change`` (default: those a resume may change, such as epochs or progress) are not compared;
+    a plan_batch change of batch size on another GPU is reported, since the model was trained with the
+    recorded one."""
+    from medcap_utils.training import RESUME_MAY_CHANGE, config_changes
+
+    new = recorded_settings(recipe)
+    changes = config_changes(info.get("recipe", {}), new["recipe"], may_change=())
+    train = config_changes(info.get("train", {}), new["train"], may_change=train_may_change or RESUME_MAY_CHANGE)
+    return [f"recipe.{c}" for c in changes] + [f"train.{c}" for c in train]
 
 
 def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, train_limit: int | None = None,
@@ -158,28 +201,43 @@ def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, t
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # under `accelerate launch`, one writer
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
-        result.history.to_csv(out / "history.csv", index=False)
-        (out / "train_info.json").write_text(json.dumps(
-            {"train_time_s": result.train_time_s, "best": result.best, "global_step": result.global_step,
-             "recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": cfg.to_dict(),
-             "mixed_precision_used": result.mixed_precision, "precision_reason": result.precision_reason,
-             "memory_plan": plan.message if plan else None},
-            indent=2, default=str))
+        save_trained_blip(out, model, processor, result, {
+            "train_time_s": result.train_time_s, "best": result.best, "global_step": result.global_step,
+            **recorded_settings({**recipe, "train": cfg}),
+            "mixed_precision_used": result.mixed_precision, "precision_reason": result.precision_reason,
+            "memory_plan": plan.message if plan else None})
     return model, processor, result
 
 
 def load_or_train_demo_blip(data_dir: str | Path = "data/demo", out_dir: str | Path = "reports/models/blip_demo",
                             recipe_path: str | Path = "configs/recipes/2q2t-2024.yaml", model_key: str = "blip_base",
                             retrain: bool = False):
-    """The demo BLIP of notebook 02 (loaded if saved, trained otherwise); notebooks 03 and 04 use it."""
+    """The demo BLIP of notebook 02 (loaded if saved, trained otherwise); notebooks 03 and 04 use it.
+
+    A saved folder is reused only when its save finished (its checksum file exists) and it was trained with
+    the same recipe. Other epochs (or max_steps, patience) train on from its checkpoints; any other changed
+    setting is refused, naming it (``retrain=True`` trains again from scratch, checkpoints included)."""
+    import shutil
+
     from medcap_utils.models.blip import load_blip
+    from medcap_utils.training import REUSE_MAY_CHANGE
 
     out = Path(resolve(out_dir))
-    if (out / "config.json").exists() and (out / "history.csv").exists() and not retrain:
-        return load_blip(out)
-    model, processor, _ = train_blip_recipe(load_blip_recipe(recipe_path, model_key, "demo"), data_dir, out)
+    recipe = load_blip_recipe(recipe_path, model_key, "demo")
+    if is_complete(out) and (out / "history.csv").exists() and not retrain:
+        info = json.loads((out / "train_info.json").read_text())
+        changes = settings_changes(info, recipe)
+        if changes:
+            raise ValueError(f"{out} holds a BLIP trained with other settings than {recipe_path} ({model_key}, "
+                             "demo):\n  " + "\n  ".join(changes) + f"\nFix: retrain=True (trains again "
+                             f"from scratch), another out_dir, or delete {out}.")
+        longer = settings_changes(info, recipe, train_may_change=REUSE_MAY_CHANGE)
+        if not longer:
+            return load_blip(out)
+        print(f"{out}: trained with {'; '.join(longer)}; training on from its checkpoints")
+    if retrain and (out / "run").exists():
+        shutil.rmtree(out / "run")  # otherwise the finished run's checkpoints would be resumed, not retrained
+    model, processor, _ = train_blip_recipe(recipe, data_dir, out)
     return model, processor
 
 

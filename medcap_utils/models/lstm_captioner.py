@@ -380,18 +380,28 @@ class LSTMCaptioner(nn.Module):
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """``config.json`` (sizes + encoder config + ``extra``, e.g. the vocabulary) and weights."""
+        """``config.json`` (sizes + encoder config + ``extra``, e.g. the vocabulary), weights and
+        ``checksums.sha256``, built under a temporary name: the folder is complete or absent (a kill or a
+        full disk keeps the previous one)."""
+        from medcap_utils.atomic import atomic_directory
+        from medcap_utils.model_files import write_checksums
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         payload = {"config": dataclasses.asdict(self.config), "extra": extra or {}}
-        (directory / "config.json").write_text(json.dumps(payload))
-        torch.save(self.state_dict(), directory / "model.pt")
+        with atomic_directory(directory) as tmp:
+            (tmp / "config.json").write_text(json.dumps(payload))
+            torch.save(self.state_dict(), tmp / "model.pt")
+            write_checksums(tmp)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, map_location="cpu") -> tuple["LSTMCaptioner", dict]:
-        """Inverse of :meth:`save`; returns the model (eval mode) and the ``extra`` dict."""
-        directory = Path(directory)
+        """Inverse of :meth:`save`; returns the model (eval mode) and the ``extra`` dict. The folder is
+        verified first (:func:`medcap_utils.model_files.verify_model_dir`): a truncated or changed file is a
+        ``CorruptModelError`` naming it."""
+        from medcap_utils.model_files import verify_model_dir
+
+        directory = verify_model_dir(Path(directory))
         payload = json.loads((directory / "config.json").read_text())
         model = cls(LSTMCaptionerConfig(**payload["config"]))
         model.load_state_dict(torch.load(directory / "model.pt", map_location=map_location))

@@ -177,10 +177,15 @@ def _encoder_path(model_cfg: dict, out_dir: Path) -> str:
     from medcap_utils.models.lstm_captioner import small_resnet_config
 
     width, depths = int(model_cfg.get("width", 16)), tuple(model_cfg.get("depths", (1, 1)))
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import is_complete, write_checksums
+
     path = out_dir / f"resnet-init-w{width}-d{'-'.join(map(str, depths))}"
-    if not (path / "config.json").exists():
+    if not is_complete(path):  # written whole or not at all; a folder left by a kill before this is rewritten
         torch.manual_seed(0)
-        ResNetModel(small_resnet_config(width, depths)).save_pretrained(path)
+        with atomic_directory(path) as tmp:
+            ResNetModel(small_resnet_config(width, depths)).save_pretrained(tmp)
+            write_checksums(tmp)
     return str(path)
 
 
@@ -231,23 +236,51 @@ def train_captioner(data_dir, recipe: dict, out_dir, train_overrides: dict | Non
                  trainable_params=[p for p in model.parameters() if p.requires_grad])
     best = result.best_dir / "model.pt" if result.best_dir else None
     if best is not None and best.exists():
+        from medcap_utils.model_files import verify_model_dir
+
+        verify_model_dir(result.best_dir)  # fit() checksums best/: a damaged file is named, not loaded
         model.load_state_dict(torch.load(best, map_location="cpu"))
     model.eval()
     info = {"history": result.history.to_dict("list"), "best": result.best, "seconds": result.wall_time_s,
-            "data_dir": str(Path(data_dir).resolve())}
+            "data_dir": str(Path(data_dir).resolve()), "settings": _settings(recipe, train_overrides)}
     save_trained(model, out_dir / "model", vocab, labels, text, info)
     return {"model": model, "vocab": vocab, "labels": labels, "text": text,
             "history": result.history, "seconds": result.wall_time_s, "best": result.best}
 
 
+def _settings(recipe: dict, train_overrides: dict | None) -> dict:
+    """The recipe, flattened to ``section.key``, with the training overrides applied: what a saved model
+    records and a later :func:`load_or_train` compares."""
+    flat = {f"{section}.{k}": v for section, values in recipe.items() if isinstance(values, dict)
+            for k, v in values.items()}
+    flat.update({k: v for k, v in recipe.items() if not isinstance(v, dict)})
+    flat.update({f"train.{k}": v for k, v in (train_overrides or {}).items()})
+    return flat
+
+
 def load_or_train(data_dir, recipe: dict, out_dir, retrain: bool = False, **kwargs) -> dict:
-    """The trained captioner in ``out_dir/model`` if present (same data), else :func:`train_captioner`."""
+    """The trained captioner in ``out_dir/model`` if present (same data), else :func:`train_captioner`.
+
+    A saved model trained with other settings is refused, naming them; other epochs (or max_steps, patience)
+    train it again. Models saved before the settings were recorded are reused as before."""
     import pandas as pd
+
+    from medcap_utils.training import RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, config_changes
 
     target = Path(out_dir) / "model"
     if not retrain and (target / "model.pt").exists():
         model, vocab, labels, text, info = load_trained(target)
-        if info.get("data_dir") in (None, str(Path(data_dir).resolve())):
+        same_data = info.get("data_dir") in (None, str(Path(data_dir).resolve()))  # other data: trained anew
+        recorded, new = info.get("settings"), _settings(recipe, kwargs.get("train_overrides"))
+        changes = [] if recorded is None or not same_data else config_changes(
+            recorded, new, may_change=[f"train.{k}" for k in RESUME_MAY_CHANGE])
+        if changes:
+            raise ValueError(f"{target} holds a captioner trained with other settings:\n  " + "\n  ".join(changes)
+                             + f"\nFix: retrain=True, another out_dir, or delete {target}.")
+        longer = [] if recorded is None else config_changes(recorded, new, [f"train.{k}" for k in REUSE_MAY_CHANGE])
+        if longer:
+            print(f"{target}: trained with {'; '.join(longer)}; training again")
+        elif same_data:
             return {"model": model, "vocab": vocab, "labels": labels, "text": text,
                     "history": pd.DataFrame(info.get("history", {})), "seconds": info.get("seconds", 0.0),
                     "best": info.get("best", {})}

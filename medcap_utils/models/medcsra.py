@@ -171,21 +171,29 @@ class MedCSRA(nn.Module):
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
         """Backbone via ``save_pretrained`` (loadable by :func:`load_resnet_backbone`), head as a state
-        dict, settings and class list as JSON. The shared trainer calls this to keep the best epoch."""
+        dict, settings and class list as JSON, ``checksums.sha256`` last; built under a temporary name, so
+        the folder is complete or absent. The shared trainer calls this to keep the best epoch."""
+        from medcap_utils.atomic import atomic_directory
+        from medcap_utils.model_files import write_checksums
+
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(out / "backbone")
-        torch.save(self.head.state_dict(), out / "head.pt")
         meta = {"num_classes": self.num_classes, "head": self.head_type, "lam": self.lam,
                 "temperature": None if math.isinf(self.temperature) else self.temperature,
                 "classes": self.classes}
-        (out / "medcsra.json").write_text(json.dumps(meta, indent=1))
+        with atomic_directory(out) as tmp:
+            self.backbone.save_pretrained(tmp / "backbone")
+            torch.save(self.head.state_dict(), tmp / "head.pt")
+            (tmp / "medcsra.json").write_text(json.dumps(meta, indent=1))
+            write_checksums(tmp)
         return out
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> "MedCSRA":
-        """Inverse of :meth:`save_pretrained` (the backbone goes through :func:`load_resnet_backbone`)."""
-        d = Path(model_dir)
+        """Inverse of :meth:`save_pretrained` (the backbone goes through :func:`load_resnet_backbone`); the
+        folder is verified first, so a truncated or changed file is a ``CorruptModelError`` naming it."""
+        from medcap_utils.model_files import verify_model_dir
+
+        d = verify_model_dir(Path(model_dir))
         meta = json.loads((d / "medcsra.json").read_text())
         temperature = math.inf if meta["temperature"] is None else meta["temperature"]
         model = cls(load_resnet_backbone(d / "backbone"), meta["num_classes"], meta["head"],

@@ -312,10 +312,17 @@ class MSMedCap(nn.Module):
     def save_pretrained(self, out_dir) -> Path:
         """``msmedcap.json`` + ``qformers.safetensors`` + (unless ``copy_frozen_on_save`` is False) the
         frozen parts and tokenizers in their own formats; :func:`load_msmedcap` reads it back."""
+        from medcap_utils.atomic import atomic_directory
+        from medcap_utils.model_files import write_checksums
+
+        with atomic_directory(out_dir) as tmp:  # complete (checksums last) or absent; a kill keeps the old one
+            self._save_into(tmp)
+            write_checksums(tmp)
+        return Path(out_dir)
+
+    def _save_into(self, out: Path) -> None:
         from safetensors.torch import save_file
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         parts = {"clip": self.encoders["clip"] if "clip" in self.encoders else None,
                  "sam": self.encoders["sam"] if "sam" in self.encoders else None, "lm": self.language_model,
                  "tokenizer": self.tokenizer, "qformer_tokenizer": self.qformer_tokenizer}
@@ -330,7 +337,6 @@ class MSMedCap(nn.Module):
         save_file(state, str(out / "qformers.safetensors"))
         meta = {"variant": self.variant, "settings": self.settings, "sources": sources}
         (out / "msmedcap.json").write_text(json.dumps(meta, indent=2))
-        return out
 
 
 def assemble_msmedcap(variant: str = "msmedcap", clip=CLIP_ID, sam=SAM_ID, lm=OPT_ID, tokenizer=None,
@@ -363,7 +369,9 @@ def load_msmedcap(path, dtype=None) -> MSMedCap:
     recorded hub ids when they were not copied)."""
     from safetensors.torch import load_file
 
-    root = Path(path)
+    from medcap_utils.model_files import verify_model_dir
+
+    root = verify_model_dir(Path(path))  # a truncated or changed file: CorruptModelError naming it
     meta = json.loads((root / "msmedcap.json").read_text())
     src = {k: (root / v if (root / v).exists() else v) for k, v in meta["sources"].items()}
     model = assemble_msmedcap(meta["variant"], clip=src.get("clip"), sam=src.get("sam"), lm=src["lm"],

@@ -3,8 +3,9 @@
 ``fit(model, train_dataset, TrainConfig(...), loss_fn, ...)`` -> ``TrainResult``; see ``loop.py``.
 """
 from .config import TrainConfig, TrainResult
-from .loop import (EpochShuffleSampler, build_optimizer, enable_gradient_checkpointing, fit, lr_factor, mean_loss,
-                   move_to)
+from .loop import (RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, EpochShuffleSampler, ResumeMismatchError, build_optimizer, config_changes,
+                   enable_gradient_checkpointing, fit, lr_factor, mean_loss, move_to)
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "build_optimizer", "lr_factor", "mean_loss", "move_to",
-           "EpochShuffleSampler", "enable_gradient_checkpointing"]
+           "EpochShuffleSampler", "enable_gradient_checkpointing", "RESUME_MAY_CHANGE", "REUSE_MAY_CHANGE", "ResumeMismatchError",
+           "config_changes"]

@@ -20,7 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_directory, atomic_write_json, disk_full_as_error
 from ..device import current_device, resolve_mixed_precision
+from ..model_files import write_checksums
 from .config import TrainConfig, TrainResult
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -168,6 +170,58 @@ def _checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
+#: TrainConfig fields that may differ between a checkpoint and the run resuming it. Everything else (lr,
+#: batch size, schedule, seed, precision, any field added later such as a recipe hash) changes what the
+#: resumed steps compute, so a resume with another value is refused rather than mixing two runs.
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "max_steps",  # extending (or cutting short) a run is what resuming is for; note that a cosine or
+    #                         linear schedule is stretched to the new length from the resumed step on
+    "early_stopping_patience",  # decides when to stop, not what a step computes
+    "progress", "log_every",  # display only
+    "num_workers",  # loader processes; batches and their order depend on (seed, epoch) only
+    "output_dir",  # the same folder moved or named by another path
+    "resume",  # how this call starts, not what the run is
+    "keep_checkpoints", "checkpoint_every_steps",  # when and how many checkpoints are kept
+    "gradient_checkpointing",  # recomputes activations in the backward pass: memory only, same gradients
+})
+
+
+#: The part of RESUME_MAY_CHANGE that does not change the trained weights at all: a finished model folder is
+#: reused when only these differ. epochs, max_steps and early_stopping_patience do change the result, so a
+#: finished model with other values is trained on (resumed) or trained again, never reused as it is.
+REUSE_MAY_CHANGE = RESUME_MAY_CHANGE - {"epochs", "max_steps", "early_stopping_patience"}
+
+
+class ResumeMismatchError(ValueError):
+    """A checkpoint saved with other training settings than the run that would resume it."""
+
+
+def _comparable(config: dict) -> dict:
+    return json.loads(json.dumps(config, default=str))  # tuples -> lists, paths -> str, as stored
+
+
+def config_changes(old: dict, new: dict, may_change: Iterable[str] = RESUME_MAY_CHANGE) -> list[str]:
+    """``"key: old -> new"`` for every setting that differs (keys only one side has count as changed)."""
+    old, new, skip = _comparable(old), _comparable(new), set(may_change)
+    return [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+            for k in sorted(set(old) | set(new)) if k not in skip and old.get(k, "<absent>") != new.get(k, "<absent>")]
+
+
+def check_resume(checkpoint: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume ``checkpoint`` when it was trained with other settings than ``cfg`` (checkpoints
+    from before the settings were recorded are resumed as before)."""
+    recorded = json.loads((checkpoint / "loop_done").read_text()).get("config")
+    if recorded is None:
+        return
+    changes = config_changes(recorded, cfg.to_dict())
+    if changes:
+        out = checkpoint.parent.parent
+        raise ResumeMismatchError(
+            f"{out} holds a run trained with other settings; resuming it would continue the old run under "
+            f"the new settings:\n  " + "\n  ".join(changes) + f"\nFix: write to a new output_dir, delete {out} "
+            "to train from scratch there, or pass resume=False (the old checkpoints are overwritten).")
+
+
 def fit(
     model: torch.nn.Module,
     train_dataset: Dataset,
@@ -247,6 +301,7 @@ def fit(
 
     if ckpt_root and cfg.resume and _checkpoints(ckpt_root):
         latest = _checkpoints(ckpt_root)[-1]
+        check_resume(latest, cfg)
         accelerator.load_state(str(latest))
         accelerator.print(f"resumed from {latest} (epoch {state.epoch}, step {state.global_step})")
 
@@ -263,10 +318,19 @@ def fit(
         if accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp), safe_serialization=False)
+        try:  # a full disk surfaces from torch's serializer as "unexpected pos": name the path and the space
+            with disk_full_as_error(tmp):
+                accelerator.save_state(str(tmp), safe_serialization=False)
+        except BaseException:
+            if accelerator.is_main_process:  # the previous checkpoint stays the newest complete one
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            (tmp / "loop_done").write_text(json.dumps({"step": state.global_step, "epoch": state.epoch}))
+            # written last: _checkpoints() takes a folder with loop_done as complete; the settings are
+            # compared with the next run's before it resumes (check_resume)
+            atomic_write_json(tmp / "loop_done", {"step": state.global_step, "epoch": state.epoch,
+                                                  "config": cfg.to_dict()})
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)  # atomic: a kill leaves either no checkpoint or a complete one
@@ -279,11 +343,12 @@ def fit(
             return None
         best_dir = out / "best"
         unwrapped = accelerator.unwrap_model(model)
-        if hasattr(unwrapped, "save_pretrained"):
-            unwrapped.save_pretrained(best_dir)
-        else:
-            best_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(unwrapped.state_dict(), best_dir / "model.pt")
+        with atomic_directory(best_dir) as tmp:  # the previous best stays until this one is complete
+            if hasattr(unwrapped, "save_pretrained"):
+                unwrapped.save_pretrained(tmp)
+            else:
+                torch.save(unwrapped.state_dict(), tmp / "model.pt")
+            write_checksums(tmp)
         return best_dir
 
     best_dir = out / "best" if out and (out / "best").exists() else None
