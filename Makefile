@@ -19,12 +19,13 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: help env lab reproduce test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
+.PHONY: help env lab reproduce repeat-check test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
         clean-reports java bench-gpu
 
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2|rocov2-subset] [DATA=/path]  execute every notebook"
 	@echo "make test                                   unit tests + nbval (demo) + the rocov2 smoke run"
+	@echo "make repeat-check [PROFILE=demo]           run the profile twice from scratch; every metric and weight must match"
 	@echo "make lab                                    JupyterLab on the project's kernel, in notebooks/"
 	@echo "make smoke                                  all notebooks through the rocov2 code path, offline, tiny stand-ins"
 	@echo "make models PROFILE=rocov2                  download every checkpoint a profile names (needs network)"
@@ -59,6 +60,10 @@ demo-data: env
 
 reproduce: env
 	$(PY) -m medcap_utils.reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
+
+# Same inputs, same numbers: two fresh runs into build/repeat/{a,b}, compared value by value (timings aside).
+repeat-check: env
+	$(PY) -m medcap_utils.repeat_check --profile $(PROFILE) --out build/repeat
 
 test: env
 	$(PY) -m pytest -q tests

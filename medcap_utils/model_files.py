@@ -38,7 +38,8 @@ class CorruptModelError(HubModelError):
         return self.args[0]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (model checksums, subset manifests, repeat-check)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -64,7 +65,7 @@ def write_checksums(directory: str | Path, exclude: Iterable[str] = ()) -> Path:
     """Record the sha256 of every file of ``directory`` in ``directory/checksums.sha256`` (call it last:
     its presence says the folder is complete)."""
     directory = Path(directory)
-    lines = [f"{_sha256(p)}  {p.relative_to(directory).as_posix()}\n" for p in _files(directory, exclude)]
+    lines = [f"{file_sha256(p)}  {p.relative_to(directory).as_posix()}\n" for p in _files(directory, exclude)]
     return atomic_write_text(directory / CHECKSUMS, "".join(lines))
 
 
@@ -129,7 +130,7 @@ def verify_model_dir(directory: str | Path, require_checksums: bool = False, fix
             path = directory / name
             if not path.is_file():
                 raise CorruptModelError(directory, name, f"is missing (listed in {CHECKSUMS})", fix)
-            if _sha256(path) != digest:
+            if file_sha256(path) != digest:
                 problem = structure_problem(path)
                 raise CorruptModelError(directory, name, problem or f"does not match its checksum in {CHECKSUMS} "
                                         f"(overwritten or truncated after it was saved; {path.stat().st_size} "

@@ -226,8 +226,13 @@ def failing_cell(error) -> str:
     return f"{where} ({first!r}): {getattr(error, 'ename', '')}: {getattr(error, 'evalue', error)}"
 
 
-def run(profile: str, data: str | None = None, only: list[str] | None = None, root: Path | None = None) -> int:
-    """Execute the notebooks; returns 0 when all ran, 1 at the first failure."""
+def run(profile: str, data: str | None = None, only: list[str] | None = None, root: Path | None = None,
+        reports: str | Path | None = None) -> int:
+    """Execute the notebooks; returns 0 when all ran, 1 at the first failure.
+
+    ``reports``: the folder for every output (executed notebooks, tables, figures, runs, models), instead of
+    the profile's ``reports:`` or ``reports/``; ``make repeat-check`` runs a profile twice into two of them.
+    """
     root = root or repo_root()
     all_notebooks = numbered_notebooks(root / "notebooks")
     notebooks = all_notebooks
@@ -245,7 +250,10 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
     if config.get("defaults", {}).get("profile", "demo") == "demo":  # the demo never touches a hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    reports = (root / config["reports"]) if config.get("reports") else root / "reports"
+    if reports is not None:
+        reports = Path(reports) if Path(reports).is_absolute() else root / reports
+    else:
+        reports = (root / config["reports"]) if config.get("reports") else root / "reports"
     kernel_env = {"MEDCAP_REPORTS": str(reports),  # read by medcap_utils.paths.reports_root in every kernel
                   # figures inline in the executed copies (a caller's MPLBACKEND=Agg would leave only file paths)
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
@@ -308,8 +316,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="demo", help="configs/<profile>.yaml: demo (CPU) or rocov2 (GPU)")
     parser.add_argument("--data", default=None, help="dataset directory (overrides data_dir)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes, e.g. 00 01")
+    parser.add_argument("--reports", default=None,
+                        help="folder for all outputs, models included (default: the profile's, else reports/)")
     args = parser.parse_args(argv)
-    return run(args.profile, data=args.data, only=args.only)
+    return run(args.profile, data=args.data, only=args.only, reports=args.reports)
 
 
 if __name__ == "__main__":

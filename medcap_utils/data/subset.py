@@ -66,7 +66,6 @@ about (N + 1,000) rows per split at ~225 KB (train, 13.46 GB / 59,962 rows on it
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -76,6 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcap_utils.model_files import file_sha256
 from medcap_utils.data.rocov2 import SPLITS, image_source, iter_csv, read_image_bytes, split_files
 
 HF_ID = "eltorio/ROCOv2-radiology"
@@ -171,7 +171,7 @@ def verify_manifest(root) -> tuple[list[tuple[str, str]], dict[str, str]]:
         path = root / rel
         if not path.is_file():
             problems.append((rel, "listed in subset.json but not found"))
-        elif _sha256(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append((rel, "sha256 differs from subset.json (changed or truncated)"))
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
@@ -385,21 +385,13 @@ def _format(data: bytes) -> str:
     return "other"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_data_file(rel: str) -> bool:
     """Files ``check`` reads: CSVs and images; other files a user adds beside them are not flagged."""
     return rel.endswith(".csv") or rel.endswith(".jpg") or rel.endswith(".zip") or rel == README
 
 
 def _hash_files(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): _sha256(p)
+    return {p.relative_to(root).as_posix(): file_sha256(p)
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
