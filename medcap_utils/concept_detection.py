@@ -219,6 +219,11 @@ def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | N
     train_set = ConceptImages(root, "train", classes.cuis, cache_size)
     valid_set = ConceptImages(root, "valid", classes.cuis, cache_size)
     pixels = pixel_recipe(data)
+    cfg = TrainConfig.from_dict(dict(recipe["train"]), output_dir=None if output_dir is None else str(resolve(output_dir)),
+                                **train_overrides)
+    # the initial weights come from the recipe's seed, not from whatever the process drew before (two runs of
+    # notebook 05 started from different random ResNets and ended with different F1s: issue 14)
+    torch.manual_seed(cfg.seed)
     model = build_model(recipe["model"], classes.cuis)
     gt_valid = valid_set.ground_truth()
     best_state: dict = {}
@@ -230,8 +235,6 @@ def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | N
             best_state.update(f1=f1, weights=copy.deepcopy(m.state_dict()))
         return {"val_f1": f1, "val_f1_micro": float(curve["f1_micro"].max()), "val_threshold": best_threshold(curve)}
 
-    cfg = TrainConfig.from_dict(dict(recipe["train"]), output_dir=None if output_dir is None else str(resolve(output_dir)),
-                                **train_overrides)
     result = fit(model, train_set, cfg, bce_loss_fn(pixels), valid_dataset=valid_set, evaluate_fn=evaluate,
                  trainable_params=[p for p in model.parameters() if p.requires_grad])
     if "weights" in best_state:

@@ -7,7 +7,7 @@ Each run is a fresh ``python -m medcap_utils.reproduce`` into its own folder (``
 own data (synthesized again), image cache, models, runs, tables and executed notebooks, and another
 ``PYTHONHASHSEED``, so nothing is reused and hash-order effects would show. Then every table and run file
 (``.csv``, ``.json``, ``.jsonl``) is compared value by value, exactly, apart from fields that measure time
-(:data:`TIMING`), and every weight file by its bytes (sha256). Figures are compared too but only reported:
+(:data:`MEASURED`: time, dates, memory), and every weight file by its bytes (sha256). Figures are compared too but only reported:
 a plot of timings differs by design. Writes ``<out>/repeat-report.json``; exits 1 when any value differs.
 """
 from __future__ import annotations
@@ -27,10 +27,12 @@ from medcap_utils.atomic import atomic_write_json
 from medcap_utils.model_files import file_sha256
 from medcap_utils.paths import resolve
 
-# Column or key names that measure time or speed: they differ between runs by nature.
-TIMING = re.compile(r"(^|[_ .-])(s|sec|secs|seconds|ms|wall|wall_s|time|elapsed|duration|started|finished|date|"
-                    r"timestamp|throughput|per_s|per_sec|per_second|speed|it_s|img_s|images_per_s)($|[_ .-])"
-                    r"|_s$|seconds|throughput|per_s(ec)?\b", re.IGNORECASE)
+# Column or key names of what the machine measures, not what the run computes: time, speed, dates and
+# memory. They differ between two runs by nature and are left out of the comparison.
+MEASURED = re.compile(r"(^|[_ .-])(s|sec|secs|seconds|ms|wall|wall_s|time|elapsed|duration|started|finished|date|"
+                      r"created|timestamp|throughput|per_s|per_sec|per_second|speed|it_s|img_s|images_per_s|"
+                      r"mb|gb|bytes|rss|memory)($|[_ .-])"
+                      r"|_s$|seconds|throughput|per_s(ec)?\b", re.IGNORECASE)
 TABLES = {".csv", ".json", ".jsonl"}
 WEIGHTS = {".safetensors", ".pt", ".pth", ".bin", ".npy", ".npz"}
 FIGURES = {".png", ".svg", ".pdf"}
@@ -38,8 +40,8 @@ SKIP_DIRS = {"cache", "data", "notebooks", ".ipynb_checkpoints"}  # inputs and e
 SKIP_FILES = {"manifest.json", "manifest-partial.json", "repeat-report.json"}
 
 
-def is_timing(name: str) -> bool:
-    return bool(TIMING.search(str(name)))
+def is_measurement(name: str) -> bool:
+    return bool(MEASURED.search(str(name)))
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -62,7 +64,7 @@ def diff_values(a, b, where: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b), key=str):
-            if is_timing(key):
+            if is_measurement(key):
                 continue
             if key not in a or key not in b:
                 out.append(f"{where}{key}: only in {'a' if key in a else 'b'}")
@@ -76,18 +78,20 @@ def diff_values(a, b, where: str = "") -> list[str]:
     return [] if _same(a, b) else [f"{where.rstrip('.')}: {a!r} vs {b!r}"]
 
 
-def _csv_rows(path: Path) -> list[dict]:
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False)
-    frame = frame[[c for c in frame.columns if not is_timing(c)]]
-    return frame.to_dict(orient="records")
+def _without_root(text: str, root: Path) -> str:
+    """Paths inside a run folder (its data, models, runs) written as ``<run>/...``, the same in both runs."""
+    return text.replace(str(root.resolve()), "<run>").replace(str(root), "<run>")
 
 
 def _load(path: Path, root: Path):
     if path.suffix == ".csv":
-        return _csv_rows(path)
-    text = path.read_text(encoding="utf-8").replace(str(root.resolve()), "<run>").replace(str(root), "<run>")
+        import pandas as pd
+
+        frame = pd.read_csv(path, keep_default_na=False)
+        frame = frame[[c for c in frame.columns if not is_measurement(c)]]
+        return [{k: _without_root(v, root) if isinstance(v, str) else v for k, v in row.items()}
+                for row in frame.to_dict(orient="records")]
+    text = _without_root(path.read_text(encoding="utf-8"), root)
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     return json.loads(text)

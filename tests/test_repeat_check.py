@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medcap_utils.repeat_check import compare_runs, is_timing, main
+from medcap_utils.repeat_check import compare_runs, is_measurement, main
 
 
 def _run_folder(root: Path, bleu: float = 0.25, caption: str = "a chest x-ray", seconds: float = 12.0,
@@ -16,9 +16,10 @@ def _run_folder(root: Path, bleu: float = 0.25, caption: str = "a chest x-ray", 
     (root / "models" / "blip").mkdir(parents=True)
     (root / "figures").mkdir()
     (root / "notebooks").mkdir()
-    (root / "tables" / "scores.csv").write_text(f"model,bleu,wall_s\nblip,{bleu},{seconds}\n")
+    (root / "tables" / "scores.csv").write_text(f"model,bleu,wall_s,run_dir\nblip,{bleu},{seconds},{root}/runs/blip\n")
     (root / "runs" / "blip" / "scores.json").write_text(json.dumps(
         {"bleu": bleu, "started": f"2026-12-01T10:00:{int(seconds):02d}", "out": str(root / "runs"),
+         "peak_mb": 500 + seconds, "provenance": {"created": str(seconds)},
          "per_image": [{"id": "x", "bleu": bleu}], "timing": {"seconds": seconds}}))
     (root / "runs" / "blip" / "hypotheses.jsonl").write_text(json.dumps({"id": "x", "caption": caption}) + "\n")
     (root / "models" / "blip" / "model.safetensors").write_bytes(weights)
@@ -28,7 +29,7 @@ def _run_folder(root: Path, bleu: float = 0.25, caption: str = "a chest x-ray", 
     return root
 
 
-def test_runs_that_differ_only_in_timings_paths_notebooks_and_figures_are_identical(tmp_path):
+def test_runs_that_differ_only_in_timings_memory_paths_notebooks_and_figures_are_identical(tmp_path):
     a = _run_folder(tmp_path / "a", seconds=12.0)
     b = _run_folder(tmp_path / "b", seconds=57.0, figure=b"other png")
     report = compare_runs(a, b)
@@ -61,9 +62,9 @@ def test_a_file_written_by_one_run_only_is_a_difference(tmp_path):
 
 
 def test_timing_names():
-    assert all(is_timing(n) for n in ["wall_s", "seconds", "train_seconds", "started", "finished",
-                                      "images_per_s", "throughput", "time"])
-    assert not any(is_timing(n) for n in ["bleu", "bertscore_f1", "lr", "learning_rate", "epochs", "steps",
+    assert all(is_measurement(n) for n in ["wall_s", "seconds", "train_seconds", "started", "finished",
+                                      "images_per_s", "throughput", "time", "created", "peak_mb", "delta_mb"])
+    assert not any(is_measurement(n) for n in ["bleu", "bertscore_f1", "lr", "learning_rate", "epochs", "steps",
                                           "loss", "meteor", "rouge_l", "concepts"])
 
 
