@@ -7,3 +7,6 @@ metric family), ``models`` (one module per paper's model), ``training`` (Acceler
 """
 
 __version__ = "0.1.0"
+
+# first, so that tqdm.auto follows medcap's choice (progress.py) before a library builds its bars from it
+from medcap_utils import progress as _progress  # noqa: E402,F401

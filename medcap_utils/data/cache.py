@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from medcap_utils.atomic import atomic_directory, ensure_free_space
 from medcap_utils.data.images import open_rgb
 from medcap_utils.data.rocov2 import split_files, split_frame
 from medcap_utils.paths import repo_root
+from medcap_utils.progress import tqdm
 
 CACHE_VERSION = 1  # bump when the resize recipe changes, so old caches are not reused
 

@@ -13,13 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from medcap_utils.data.images import ImageDecodeError, open_rgb
 from medcap_utils.data.rocov2 import (
     SPLITS, ZIP_ERRORS, MalformedCSVError, image_source, parse_cuis, read_cui_mapping, regular_file_problem,
     scan_csv, split_files, zip_member,
 )
+from medcap_utils.progress import tqdm
 
 #: Problem kinds, in the order they are reported. Each makes ``check`` fail, and the readers of
 #: :mod:`medcap_utils.data.rocov2` refuse the same rows (they share :func:`scan_csv`).

@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterable, Iterator
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, atomic_write_json, disk_full_as_error
 from ..device import current_device, resolve_mixed_precision
 from ..model_files import write_checksums
+from ..progress import tqdm
 from .config import TrainConfig, TrainResult
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
