@@ -256,7 +256,10 @@ def run(profile: str, data: str | None = None, only: list[str] | None = None, ro
         reports = (root / config["reports"]) if config.get("reports") else root / "reports"
     kernel_env = {"MEDCAP_REPORTS": str(reports),  # read by medcap_utils.paths.reports_root in every kernel
                   # figures inline in the executed copies (a caller's MPLBACKEND=Agg would leave only file paths)
-                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                  # progress bars as whole lines, not widgets nobody draws (medcap_utils.progress), even when this
+                  # runs from a JupyterLab kernel, whose JPY_SESSION_NAME the kernels would inherit
+                  "MEDCAP_PROGRESS": "lines"}
     previous = {key: os.environ.get(key) for key in kernel_env}
     os.environ.update(kernel_env)
     try:
@@ -302,6 +305,11 @@ def _run_notebooks(profile, root, notebooks, config, overrides, reports, only) -
         atomic_write_json(manifest_path, manifest)
         if status:
             break
+    from medcap_utils.report import figures_not_inline
+
+    manifest["figures_not_inline"] = figures_not_inline(reports)  # every saved figure also shown in its notebook
+    for problem in manifest["figures_not_inline"]:
+        print(f"WARNING: {problem}", file=sys.stderr)
     manifest["total_wall_s"] = round(time.perf_counter() - total, 1)
     manifest["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "ok" if status == 0 else "failed"
