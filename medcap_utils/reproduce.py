@@ -105,48 +105,53 @@ def _matches(value, expected: type | None) -> bool:
     return isinstance(value, expected)
 
 
+def _parameter_assignments(notebook: Path) -> list[tuple[str, object, object]]:
+    """``(name, annotation, default)`` of each top-level assignment in the cell tagged ``parameters``, parsed with
+    ``ast`` (papermill's line parser gives up on comments containing ``=`` or quotes and drops those names); the
+    default is the literal value, ``...`` when it is not a literal."""
+    import ast
+
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            out = []
+            for node in ast.parse("".join(cell["source"])).body:
+                targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+                for target in (t for t in targets if isinstance(t, ast.Name)):
+                    try:
+                        default = ast.literal_eval(node.value) if node.value is not None else None
+                    except (ValueError, TypeError):
+                        default = ...  # not a literal: type unknown, any value fits
+                    out.append((target.id, getattr(node, "annotation", None), default))
+            return out
+    return []
+
+
 def parameter_types(notebook: Path) -> dict[str, type | None]:
     """``name -> type`` of the ``parameters`` cell: the annotation (``epochs: int = 0``) or, without one, the
     default's type; None when the default is None (any value fits)."""
     import ast
     import builtins
 
-    nb = json.loads(Path(notebook).read_text())
-    for cell in nb["cells"]:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            out = {}
-            for node in ast.parse("".join(cell["source"])).body:
-                targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
-                for target in (t for t in targets if isinstance(t, ast.Name)):
-                    try:
-                        default = ast.literal_eval(node.value) if node.value is not None else None
-                    except ValueError:
-                        default = ...  # not a literal: type unknown, any value fits
-                    annotation = getattr(node, "annotation", None)
-                    typ = getattr(builtins, annotation.id, None) if isinstance(annotation, ast.Name) else None
-                    if default is None or default is ...:
-                        typ = None
-                    elif not isinstance(typ, type):
-                        typ = type(default)
-                    out[target.id] = typ
-            return out
-    return {}
+    out = {}
+    for name, annotation, default in _parameter_assignments(notebook):
+        typ = getattr(builtins, annotation.id, None) if isinstance(annotation, ast.Name) else None
+        if default is None or default is ...:
+            typ = None
+        elif not isinstance(typ, type):
+            typ = type(default)
+        out[name] = typ
+    return out
 
 
 def declared_parameters(notebook: Path) -> list[str]:
-    """Names assigned at top level of the cell tagged ``parameters``. Parsed with ``ast`` because
-    papermill's line parser gives up on comments containing ``=`` or quotes and drops those names."""
-    import ast
+    """Names assigned at top level of the cell tagged ``parameters``."""
+    return [name for name, _, _ in _parameter_assignments(notebook)]
 
-    nb = json.loads(Path(notebook).read_text())
-    for cell in nb["cells"]:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            names = []
-            for node in ast.parse("".join(cell["source"])).body:
-                targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
-                names += [t.id for t in targets if isinstance(t, ast.Name)]
-            return names
-    return []
+
+def parameter_defaults(notebook: Path) -> dict:
+    """``name -> default`` of the ``parameters`` cell (``...`` for a value that is not a literal)."""
+    return {name: default for name, _, default in _parameter_assignments(notebook)}
 
 
 def notebook_parameters(config: dict, notebook: Path, overrides: dict) -> dict:

@@ -1,10 +1,13 @@
-"""Committed notebooks carry no outputs and follow the house shape (title, one parameters cell)."""
+"""Committed notebooks carry no outputs and follow the house shape: an H1 title with the Colab badge, the Colab setup
+cell as the first code cell, then exactly one parameters cell."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
+
+from medcap_utils import colab
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -20,8 +23,10 @@ def test_notebook_is_committed_clean(path):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs before committing"
     first = "".join(nb["cells"][0]["source"])
     assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("# "), "H1 title first"
+    assert colab.badge(path.name) in first, "the title cell carries the Colab badge (`make badges`)"
+    assert code[0]["metadata"].get("tags") == [colab.SETUP_TAG], "the Colab setup cell is the first code cell"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    assert len(tagged) == 1 and code[1] is tagged[0], "exactly one cell tagged `parameters`, right after the setup cell"
     params = "".join(tagged[0]["source"])
     assert 'profile: str = "demo"' in params and "data_dir: str" in params
 
