@@ -17,9 +17,10 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
-export MPLBACKEND := Agg
+# No MPLBACKEND here: kernels draw figures inline (ipykernel's default; medcap_utils.reproduce sets it for papermill),
+# tests/conftest.py gives pytest Agg, and scripts without a display fall back to Agg by themselves.
 
-.PHONY: help env lab reproduce repeat-check test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
+.PHONY: help env lab badges reproduce repeat-check test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
         clean-reports java bench-gpu
 
 help:
@@ -27,6 +28,7 @@ help:
 	@echo "make test                                   unit tests + nbval (demo) + the rocov2 smoke run"
 	@echo "make repeat-check [PROFILE=demo]           run the profile twice from scratch; every metric and weight must match"
 	@echo "make lab                                    JupyterLab on the project's kernel, in notebooks/"
+	@echo "make badges                                 rewrite every notebook's Colab badge and setup cell from pyproject.toml"
 	@echo "make smoke                                  all notebooks through the rocov2 code path, offline, tiny stand-ins"
 	@echo "make models PROFILE=rocov2                  download every checkpoint a profile names (needs network)"
 	@echo "make lock | make test-latest                rewrite the lock from .venv | test the newest allowed versions"
@@ -50,10 +52,15 @@ java:
 	  (apt-get update -qq && apt-get install -y -qq default-jre-headless) >/dev/null 2>&1 || \
 	  echo "WARNING: could not install Java; METEOR will be reported as unavailable"; }
 
-# JupyterLab from .venv, opened on notebooks/ (LAB_ARGS=--no-browser --port 8889 on a remote machine).
+# JupyterLab from .venv, opened on notebooks/ (LAB_ARGS=--no-browser --port 8889 on a remote machine); its kernels
+# draw figures inline even where the caller's environment sets MPLBACKEND=Agg.
 LAB_ARGS ?=
 lab: env
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+# The "Open in Colab" badge and the Colab setup cell of every notebook, from pyproject.toml's Repository and version.
+badges: env
+	$(PY) -m medcap_utils.colab badges
 
 demo-data: env
 	$(PY) -m medcap_utils.data synth --out data/demo --seed 0
