@@ -1,5 +1,5 @@
 """What a student sees: figures sized for a laptop, titles wrapped not cut, colour bars, one colour
-per run, full captions (issue 15, item 5)."""
+per run, full captions, and notebook 08's summary in place of its 22 x 29 pivot (issue 15, item 5)."""
 from __future__ import annotations
 
 import json
@@ -16,9 +16,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from medcap_utils import explain, plotting  # noqa: E402
+from medcap_utils import explain, plotting, run_summary  # noqa: E402
 from medcap_utils.cross_attention import CrossAttention, plot_gallery  # noqa: E402
 from medcap_utils.papers import run_group  # noqa: E402
+from medcap_utils.evaluate_runs import COLUMNS  # noqa: E402
+from medcap_utils.runfiles import write_run_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = ("Chest CT (axial section) demonstrates a 29 mm mass in the left lung (blue arrow) with a small pleural "
@@ -165,6 +167,80 @@ def test_example_grid_shows_full_captions_within_the_width(tmp_path):
     fig = plot_examples(frame, n=4)
     assert plotting.pixel_size(fig)[0] <= plotting.MAX_WIDTH_PX
     assert _words_in_order(LONG, _texts(fig))
+
+
+# ---- notebook 08's summary ----------------------------------------------------------------------
+
+def _metrics_table(runs: dict[str, float]) -> pd.DataFrame:
+    rows = []
+    for run, value in runs.items():
+        for protocol, metric in run_summary.CAPTION_HEADLINE:
+            rows.append({"run": run, "task": "captions", "split": "test", "protocol": protocol, "metric": metric,
+                         "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "n": 10, "status": "ok",
+                         "note": ""})
+        rows.append({"run": run, "task": "captions", "split": "test", "protocol": "imageclef2025", "metric": "bleurt",
+                     "value": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "status": "unavailable",
+                     "note": "no model"})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@pytest.fixture()
+def many_runs(tmp_path):
+    """29 caption runs like the demo's (several per notebook), two of them writing one caption."""
+    names = (["blip_demo_test", "blip_demo_test_uit_oggy"] + [f"medblip_{v}" for v in
+             ("blip_full", "blip_decoder_only", "blip_encoder_only", "blip_zero_shot", "vit_gpt2", "blip2",
+              "instructblip", "most_frequent_caption", "blip_notebook02")]
+             + [f"decoding_blip_{s}_{d}" for s in ("base", "large") for d in ("greedy", "beam3", "beam4", "beam5", "beam10")]
+             + ["06_msmedcap_blip2", "06_msmedcap_sam_blip2", "06_msmedcap_dual", "xai-lstm-demo",
+                "baseline-most-frequent-caption"] + [f"extra_run_{i}" for i in range(3)])
+    runs = tmp_path / "runs"
+    ids = [f"img{i}" for i in range(10)]
+    for k, name in enumerate(names):
+        same = name in ("medblip_most_frequent_caption", "baseline-most-frequent-caption")
+        write_run_dir(name, "captions", "test", str(tmp_path), {i: "ct of the chest" if same else f"caption {i} {k}"
+                                                                for i in ids}, runs_root=runs)
+    table = _metrics_table({name: 0.1 + 0.01 * k for k, name in enumerate(names)})
+    return table, runs, names
+
+
+def test_summary_is_bounded_names_the_csv_and_the_collapsed_runs(many_runs):
+    table, runs, names = many_runs
+    assert len(names) == 29
+    distinct = run_summary.distinct_captions(runs)
+    assert distinct.set_index("run").loc["medblip_most_frequent_caption", "distinct captions"] == 1
+    summary = run_summary.caption_summary(table, distinct, csv_path="reports/tables/metrics.csv")
+    assert len(summary) <= 15 and summary.shape[1] <= 8
+    assert "reports/tables/metrics.csv" in summary.attrs["note"]
+    assert "medblip_most_frequent_caption" in summary.attrs["note"] and "same caption" in summary.attrs["note"]
+    # the best of notebook 03 is not the run that writes one caption, even where it would score best
+    best_03 = summary.loc[summary["notebook"].str.startswith("03"), "best run"].iloc[0]
+    assert not best_03.startswith("medblip_most_frequent_caption")
+    assert len(summary.to_string()) < 3000  # was a 37 KB pivot
+
+
+def test_summary_changes_with_the_table(many_runs):
+    table, runs, _ = many_runs
+    distinct = run_summary.distinct_captions(runs)
+    before = run_summary.caption_summary(table, distinct)
+    table.loc[(table.run == "medblip_blip_full") & (table.metric == "rouge1"), "value"] = 0.99
+    after = run_summary.caption_summary(table, distinct)
+    row = after[after["notebook"].str.startswith("03")].iloc[0]
+    assert row["best run"].startswith("medblip_blip_full") and row[run_summary.RANK_BY] == 0.99
+    assert not before.equals(after)
+
+
+def test_metric_figures_fit_and_tell_runs_apart(many_runs):
+    table, runs, names = many_runs
+    distinct = run_summary.distinct_captions(runs)
+    heat = run_summary.plot_metric_heatmap(table, distinct)
+    assert plotting.pixel_size(heat)[0] <= plotting.MAX_WIDTH_PX and _colorbars(heat)
+    assert "0.110" in _texts(heat)  # values printed in the cells
+    best = run_summary.caption_summary(table, distinct).attrs["runs"]
+    fig = run_summary.plot_best_runs(table, best)
+    assert plotting.pixel_size(fig)[0] <= plotting.MAX_WIDTH_PX
+    assert not any(ax.get_legend() for ax in fig.axes)  # runs are named on the axis, no legend over bars
+    colours = {tuple(np.round(p.get_facecolor(), 3)) for p in fig.axes[0].patches}
+    assert len(colours) == len(best) <= 10
 
 
 # ---- no caption cut anywhere a student looks -----------------------------------------------------
