@@ -147,3 +147,18 @@ def test_report_without_outputs_still_builds(tmp_path):
     text = build_markdown_report(tmp_path)
     assert text.startswith("# medcap report")
     assert "nothing: its notebooks wrote no tables here" in text
+
+
+def test_readme_cites_the_papers_and_shows_the_ways_in():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    head = readme[: readme.index("## Profiles")]  # papers, ways in and the notebook table come before the details
+    for paper in PAPERS:
+        assert paper.title.split(" (")[0].split(":")[0] in head or paper.key == "004", paper.short
+        if paper.link:
+            assert paper.link in head
+        for repo in paper.code:
+            assert repo in head
+    for way in ("make reproduce", "make lab", "Open in Colab"):
+        assert way in head
+    assert "| notebook | paper | on the demo" in head
+    assert "reports/benchmarks/README.md" in readme and "## Speed (GPU work in progress)" not in readme
