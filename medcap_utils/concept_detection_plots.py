@@ -42,21 +42,29 @@ def plot_threshold_curves(curve: pd.DataFrame, chosen: float, chosen_micro: floa
 
 
 def plot_attention_overlays(model: MedCSRA, dataset: ConceptImages, recipe: PixelRecipe, rows: list[int],
-                            class_indices: list[int], titles: list[str]):
+                            class_indices: list[int], titles: list[str], boxes: list | None = None):
     """One panel per (image row, class): the image with the class's attention map (bilinearly
-    upsampled from the final feature map) on top."""
+    upsampled from the final feature map, scaled to its own range) on top, the full title wrapped,
+    the finding's box (0..1 coordinates, ``boxes``) dashed where the demo truth knows it, and one
+    colour bar; at most :data:`medcap_utils.plotting.MAX_WIDTH_PX` wide."""
+    from medcap_utils.plotting import OVERLAY_CMAP, draw_box, fig_width, overlay_colorbar, wrapped_title
+
     device = next(model.parameters()).device
-    fig, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.3), squeeze=False)
-    for ax, row, k, title in zip(axes[0], rows, class_indices, titles):
+    fig, axes = plt.subplots(1, len(rows), figsize=(fig_width(2.6 * len(rows) + 0.8), 3.3), squeeze=False,
+                             layout="constrained")
+    for n, (ax, row, k, title) in enumerate(zip(axes[0], rows, class_indices, titles)):
         pixels = dataset[row]["pixels"][None].to(device)
         heat = model.attention_maps(recipe(pixels, train=False), k)[None].float()  # (1, 1, h, w)
         heat = F.interpolate(heat, size=pixels.shape[1:3], mode="bilinear", align_corners=False)[0, 0].cpu()
         heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
         ax.imshow(pixels[0].cpu().numpy())
-        ax.imshow(heat.numpy(), cmap="jet", alpha=0.45)
-        ax.set_title(title, fontsize=8)
+        ax.imshow(heat.numpy(), cmap=OVERLAY_CMAP, alpha=0.45, vmin=0, vmax=1)
+        draw_box(ax, boxes[n] if boxes is not None and n < len(boxes) else None, pixels.shape[1:3])
+        wrapped_title(ax, title, fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
+    overlay_colorbar(fig, list(axes[0]), "class attention (min to max)")
+    if boxes is not None and any(b is not None for b in boxes):
+        fig.suptitle("dashed box: the finding's location in the demo truth", fontsize=8)
     return fig
 
 

@@ -141,36 +141,55 @@ def mass_in_box(maps: torch.Tensor, box: tuple[float, float, float, float]) -> t
 
 
 def plot_token_maps(result: CrossAttention, heads="mean", layers="last", max_tokens: int = 12, axes=None,
-                    title: str | None = None):
-    """One row of panels: the image, then each generated token's map overlaid on it."""
+                    title: str | None = None, box=None):
+    """One row of panels: the image, then each generated token's map overlaid on it (each map scaled
+    to its own maximum, colours as :func:`medcap_utils.plotting.overlay_colorbar` labels them) and,
+    where ``box`` (0..1 coordinates) is known, the finding's box on every panel."""
     import matplotlib.pyplot as plt
 
+    from medcap_utils.plotting import OVERLAY_CMAP, draw_box, fig_width
+
     maps = upsample(aggregate(result.attention, heads, layers), result.image.shape[:2]).numpy()
+    maps = maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
     n = min(len(result.tokens), max_tokens)
     if axes is None:
-        _, axes = plt.subplots(1, n + 1, figsize=(1.6 * (n + 1), 1.9))
+        _, axes = plt.subplots(1, n + 1, figsize=(fig_width(1.2 * (n + 1)), 1.6))
     axes = np.atleast_1d(axes)
     axes[0].imshow(result.image)
     axes[0].set_title(title or "image", fontsize=7)
     for k, ax in enumerate(axes[1:]):
         ax.imshow(result.image)
         if k < n:
-            ax.imshow(maps[k], cmap="jet", alpha=0.5)
+            ax.imshow(maps[k], cmap=OVERLAY_CMAP, alpha=0.5, vmin=0, vmax=1)
             ax.set_title(result.tokens[k], fontsize=8)
     for ax in axes:
+        draw_box(ax, box, result.image.shape)
         ax.axis("off")
     return axes
 
 
 def plot_gallery(results: list[CrossAttention], labels: list[str], heads="mean", layers="last",
-                 max_tokens: int = 8):
-    """A figure with one row per caption (e.g. correct ones first, then wrong ones); ``labels``
-    title each row's image panel (ground truth, verdict)."""
+                 max_tokens: int = 8, boxes=None):
+    """One row per caption (e.g. correct ones first, then wrong ones), each under a heading that
+    holds ``labels[row]`` (verdict, reference caption) and the full generated caption, wrapped;
+    ``boxes`` (one per row, 0..1 coordinates or None) are drawn on every panel of their row. One colour
+    bar for the figure. Fits :data:`medcap_utils.plotting.MAX_WIDTH_PX` at the saved dpi."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), max_tokens + 1, figsize=(1.6 * (max_tokens + 1), 2.0 * len(results)),
-                             squeeze=False)
-    for row, (result, label) in enumerate(zip(results, labels)):
-        plot_token_maps(result, heads, layers, max_tokens, axes=axes[row], title=label)
-    fig.tight_layout()
+    from medcap_utils.plotting import chars_per_line, colorbar_strip, fig_width, overlay_colorbar, wrap
+
+    width = fig_width(1.15 * (max_tokens + 1) + 0.4)
+    fig = plt.figure(figsize=(width, 1.95 * len(results) + 0.6), layout="constrained")
+    content, cax = colorbar_strip(fig, 0.6, 1.95 * len(results))
+    rows = content.subfigures(len(results), 1, squeeze=False)[:, 0] if len(results) > 1 else [content]
+    for row, (sub, result, label) in enumerate(zip(rows, results, labels)):
+        axes = sub.subplots(1, max_tokens + 1)
+        box = boxes[row] if boxes is not None else None
+        plot_token_maps(result, heads, layers, max_tokens, axes=axes, title="image", box=box)
+        heading = f"{label} | generated: {result.caption}"
+        sub.suptitle(wrap(heading, chars_per_line(width - 0.6, 7.5)), fontsize=7.5, ha="left", x=0.01)
+    label = "cross-attention / map maximum"
+    if boxes is not None and any(b is not None for b in boxes):
+        label += " (dashed box: the finding's location in the demo truth)"
+    overlay_colorbar(fig, None, label, cax=cax, orientation="horizontal")
     return fig

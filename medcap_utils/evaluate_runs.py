@@ -137,31 +137,3 @@ def paired_against(per_image: dict, baseline: str, protocol: str = "coco", metri
         test = paired_bootstrap(table[metric].to_numpy(), base[metric].to_numpy(), n_boot, seed)
         rows.append({"run": run, "baseline": baseline, "metric": f"{protocol}:{metric}", **test})
     return pd.DataFrame(rows, columns=["run", "baseline", "metric", "diff", "low", "high", "p_value"])
-
-
-def plot_metrics(table: pd.DataFrame, path=None):
-    """One panel per protocol: each available metric per run with its 95% CI; saved to ``path``."""
-    import matplotlib.pyplot as plt
-
-    ok = table[table.status.isin(["ok", "partial"])].dropna(subset=["value"])
-    protocols = list(dict.fromkeys(ok.protocol))
-    if not protocols:
-        return None
-    fig, axes = plt.subplots(len(protocols), 1, figsize=(10, 3.2 * len(protocols)), squeeze=False)
-    for ax, protocol in zip(axes[:, 0], protocols):
-        part = ok[ok.protocol == protocol]
-        metrics, runs = list(dict.fromkeys(part.metric)), list(dict.fromkeys(part.run))
-        width = 0.8 / max(len(runs), 1)
-        for j, run in enumerate(runs):
-            sub = part[part.run == run].set_index("metric").reindex(metrics)
-            x = np.arange(len(metrics)) + j * width
-            err = np.vstack([(sub.value - sub.ci_low).clip(lower=0), (sub.ci_high - sub.value).clip(lower=0)]).astype(float)
-            ax.bar(x, sub.value, width, yerr=np.nan_to_num(err), capsize=2, label=run)
-        ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=30, ha="right")
-        ax.set_title(f"{protocol} (bars: mean over images, whiskers: bootstrap 95% CI)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig

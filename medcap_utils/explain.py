@@ -37,53 +37,77 @@ def upsample(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def attention_gallery(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, title: str = "",
-                      highlight: set[str] | None = None, max_words: int = 11, name: str | None = None):
-    """One row: the image, then the attention map of each generated word over it. Words that also
-    occur in the reference (``highlight``) are titled in red, as the paper does."""
+                      highlight: set[str] | None = None, max_words: int = 11, name: str | None = None,
+                      box: Sequence[float] | None = None, max_cols: int = 6):
+    """The image, then the attention map of each generated word over it, in a grid of at most
+    ``max_cols`` columns (sized for a laptop screen), with a colour bar. Words that also occur in
+    the reference (``highlight``) are titled in red, as the paper does; ``title`` (e.g. the full
+    reference and generated caption) is wrapped, never cut; ``box`` (0..1 coordinates, the demo
+    truth) is drawn on every panel where it is known."""
     import matplotlib.pyplot as plt
 
-    words = list(words)[:max_words]
-    n = len(words) + 1
-    fig, axes = plt.subplots(1, n, figsize=(1.7 * n, 2.2), squeeze=False)
-    axes = axes[0]
-    axes[0].imshow(image)
-    axes[0].set_title("image", fontsize=8)
+    from medcap_utils.plotting import OVERLAY_CMAP, chars_per_line, draw_box, fig_width, grid_shape, overlay_colorbar, wrap
+
+    all_words = list(words)
+    words = all_words[:max_words]
+    if len(all_words) > len(words):
+        title = f"{title}\n(attention of the first {len(words)} of {len(all_words)} words)"
+    rows, cols = grid_shape(len(words) + 1, max_cols)
+    width = fig_width(1.65 * cols + 0.7)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 1.75 * rows + 0.5), squeeze=False, layout="constrained")
+    flat = axes.ravel()
+    flat[0].imshow(image)
+    flat[0].set_title("image", fontsize=8)
     maps = upsample(alphas[: len(words)], image.shape[:2]) if words else []
-    for ax, word, att in zip(axes[1:], words, maps):
+    for ax, word, att in zip(flat[1:], words, maps):
         ax.imshow(image)
-        ax.imshow(att, cmap="jet", alpha=0.45)
+        ax.imshow(att, cmap=OVERLAY_CMAP, alpha=0.45, vmin=0, vmax=1)
         colour = "red" if highlight and word in highlight else "black"
         ax.set_title(word, fontsize=8, color=colour)
-    for ax in axes:
+    for k, ax in enumerate(flat):
+        if k <= len(words):
+            draw_box(ax, box, image.shape)
         ax.axis("off")
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
+    overlay_colorbar(fig, list(flat))
+    if box is not None:
+        title += "\n(dashed box: the finding's location in the demo truth)"
+    fig.suptitle(wrap(title, chars_per_line(width, 8)), fontsize=8)
     if name is not None:
         save_figure(fig, name)
     return fig
 
 
 def word_importance_figure(captions: Sequence[Sequence[str]], weights: Sequence[Sequence[float]],
-                           name: str | None = None, title: str = "word importance (self-attention of the GRU encoder)"):
-    """Each caption as a row of words shaded by their self-attention weight (darker = more important,
-    as in the paper's Fig. 3), with the weight printed under the word."""
+                           name: str | None = None, title: str = "word importance (self-attention of the GRU encoder)",
+                           words_per_line: int = 10):
+    """Each caption as rows of words shaded by their self-attention weight (darker = more important,
+    as in the paper's Fig. 3), with the weight printed under the word; a caption longer than
+    ``words_per_line`` continues on the next line, so every word is shown and the figure stays
+    within a laptop screen's width."""
     import matplotlib.pyplot as plt
 
-    rows = len(captions)
-    width = max((len(c) for c in captions), default=1)
-    fig, ax = plt.subplots(figsize=(min(1.1 * width, 16), 0.55 * rows + 0.6))
+    from medcap_utils.plotting import fig_width
+
+    longest = max((len(c) for c in captions), default=1)
+    per_line = max(1, min(longest, words_per_line))
+    lines = sum(max(1, -(-len(c) // per_line)) for c in captions)
+    fig, ax = plt.subplots(figsize=(fig_width(1.05 * per_line + 0.6), 0.55 * lines + 0.35 * len(captions) + 0.6))
     cmap = plt.get_cmap("Reds")
+    y = 0.0
     for r, (words, w) in enumerate(zip(captions, weights)):
         w = np.asarray(w[: len(words)], dtype=float)
         top = w.max() if len(w) and w.max() > 0 else 1.0
+        ax.text(-0.65, y, f"{r + 1}", ha="right", va="center", fontsize=8, color="0.4")
         for c, (word, value) in enumerate(zip(words, w)):
-            ax.text(c, -r, word, ha="center", va="center", fontsize=8,
+            row, col = divmod(c, per_line)
+            ax.text(col, y - row, word, ha="center", va="center", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc=cmap(0.1 + 0.8 * value / top), ec="none"))
-            ax.text(c, -r - 0.32, f"{value:.2f}", ha="center", va="center", fontsize=6, color="0.3")
-    ax.set_xlim(-0.7, width - 0.3)
-    ax.set_ylim(-rows + 0.3, 0.7)
+            ax.text(col, y - row - 0.32, f"{value:.2f}", ha="center", va="center", fontsize=6, color="0.3")
+        y -= max(1, -(-len(words) // per_line)) + 0.35
+    ax.set_xlim(-1.0, per_line - 0.3)
+    ax.set_ylim(y + 0.3, 0.7)
     ax.axis("off")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + " (darker = higher weight; number: the weight)", fontsize=9)
     fig.tight_layout()
     if name is not None:
         save_figure(fig, name)
@@ -96,8 +120,11 @@ def feature_map_figure(image: np.ndarray, hidden_states: Sequence[torch.Tensor],
     of that depth for this image (mean activation), as the paper's Fig. 2 shows layers 0/20/40."""
     import matplotlib.pyplot as plt
 
+    from medcap_utils.plotting import fig_width
+
     rows = len(hidden_states)
-    fig, axes = plt.subplots(rows, channels + 1, figsize=(1.5 * (channels + 1), 1.55 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, channels + 1, figsize=(fig_width(1.5 * (channels + 1)), 1.55 * rows + 0.4),
+                             squeeze=False)
     for r, fmap in enumerate(hidden_states):
         fmap = fmap[0].detach().float().cpu()  # (C, h, w) of the first image
         order = fmap.mean(dim=(1, 2)).argsort(descending=True)[:channels]
@@ -109,6 +136,8 @@ def feature_map_figure(image: np.ndarray, hidden_states: Sequence[torch.Tensor],
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
+    fig.suptitle("CNN activations: the most active channels per depth (viridis: each map scaled to its own range; "
+                 "bright = strong)", fontsize=8)
     fig.tight_layout()
     if name is not None:
         save_figure(fig, name)
@@ -117,24 +146,29 @@ def feature_map_figure(image: np.ndarray, hidden_states: Sequence[torch.Tensor],
 
 def finding_attention_figure(images: Sequence[np.ndarray], maps: Sequence[np.ndarray],
                              boxes: Sequence[Sequence[float]], titles: Sequence[str] = (),
-                             name: str | None = None):
+                             name: str | None = None, max_cols: int = 6):
     """One panel per image: the (h, w) attention map over the image and the finding's box (0..1
-    coordinates, from the demo truth) as a white rectangle, so a reader can see a hit or a miss."""
+    coordinates, from the demo truth) as a dashed white rectangle, so a reader can see a hit or a
+    miss; one colour bar."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
-    n = len(images)
-    fig, axes = plt.subplots(1, max(n, 1), figsize=(2.0 * max(n, 1), 2.3), squeeze=False)
-    for k, (ax, image, att, box) in enumerate(zip(axes[0], images, maps, boxes)):
-        H, W = image.shape[:2]
+    from medcap_utils.plotting import OVERLAY_CMAP, draw_box, fig_width, grid_shape, overlay_colorbar, wrapped_title
+
+    n = max(len(images), 1)
+    rows, cols = grid_shape(n, max_cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(fig_width(1.8 * cols + 0.8), 1.9 * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    flat = axes.ravel()
+    for k, (ax, image, att, box) in enumerate(zip(flat, images, maps, boxes)):
         ax.imshow(image)
-        ax.imshow(upsample(att, (H, W)), cmap="jet", alpha=0.45)
-        x0, y0, x1, y1 = box
-        ax.add_patch(Rectangle((x0 * W, y0 * H), (x1 - x0) * W, (y1 - y0) * H, fill=False, ec="white", lw=1.2))
-        ax.set_title(titles[k] if k < len(titles) else "", fontsize=7)
-    for ax in axes[0]:
+        ax.imshow(upsample(att, image.shape[:2]), cmap=OVERLAY_CMAP, alpha=0.45, vmin=0, vmax=1)
+        draw_box(ax, box, image.shape)
+        wrapped_title(ax, titles[k] if k < len(titles) else "", fontsize=7)
+    for ax in flat:
         ax.axis("off")
-    fig.tight_layout()
+    overlay_colorbar(fig, list(flat))
+    fig.suptitle("attention at the step that writes the finding word; dashed box: where the finding is (demo truth)",
+                 fontsize=8)
     if name is not None:
         save_figure(fig, name)
     return fig

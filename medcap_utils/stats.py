@@ -127,20 +127,23 @@ def plot_top_concepts(table: pd.DataFrame):
     return fig
 
 
-def plot_examples(frame: pd.DataFrame, n: int = 8, seed: int = 0, wrap: int = 38):
-    """A grid of ``n`` random images with their modality and (wrapped, shortened) caption."""
-    import textwrap
-
+def plot_examples(frame: pd.DataFrame, n: int = 8, seed: int = 0, cols: int = 4):
+    """A grid of ``n`` random images, each titled with its modality and its full caption (wrapped to
+    the panel's width, never shortened); at most :data:`medcap_utils.plotting.MAX_WIDTH_PX` wide."""
     from medcap_utils.data.images import open_rgb
+    from medcap_utils.plotting import chars_per_line, fig_width, wrap
 
     rows = frame.sample(n=min(n, len(frame)), random_state=seed)
-    cols = 4
-    fig, axes = plt.subplots((len(rows) + cols - 1) // cols, cols, figsize=(3.2 * cols, 3.9 * ((len(rows) + cols - 1) // cols)))
+    n_rows = (len(rows) + cols - 1) // cols
+    width = fig_width(2.7 * cols)
+    per_line = chars_per_line(width / cols - 0.1, 7.5)
+    titles = [f"{row['modality']}\n" + wrap(row["caption"].strip(), per_line) for _, row in rows.iterrows()]
+    lines = max((t.count("\n") + 1 for t in titles), default=1)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(width, n_rows * (2.6 + 0.13 * lines)), squeeze=False,
+                             layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (_, row) in zip(axes.ravel(), rows.iterrows()):
+    for ax, (_, row), title in zip(axes.ravel(), rows.iterrows(), titles):
         ax.imshow(open_rgb(row["image_path"]))
-        text = textwrap.shorten(row["caption"].strip(), 120)
-        ax.set_title(f"{row['modality']}\n" + "\n".join(textwrap.wrap(text, wrap)), fontsize=7.5, loc="left")
-    fig.tight_layout()
+        ax.set_title(title, fontsize=7.5, loc="left")
     return fig

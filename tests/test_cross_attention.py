@@ -99,4 +99,5 @@ def test_mass_in_box():
 
 def test_gallery_has_one_row_per_caption(result):
     fig = plot_gallery([result, result], ["correct", "wrong"], max_tokens=3)
-    assert len(fig.axes) == 2 * 4
+    panels = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is None]
+    assert len(panels) == 2 * 4 and len(fig.axes) == len(panels) + 1  # one colour bar for the figure
