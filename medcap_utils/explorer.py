@@ -43,10 +43,11 @@ class Explorer(w.VBox):
         wide = {"description_width": "initial"}
         self.split = w.Dropdown(options=splits, value=split or (splits[0] if splits else None), description="split",
                                 layout=w.Layout(width="150px"), style=wide)
-        self.image = w.Dropdown(description="image", layout=w.Layout(width="340px"), style=wide)
-        self.slider = w.IntSlider(min=0, max=0, description="#", continuous_update=False, layout=w.Layout(width="320px"))
-        self.previous = w.Button(description="◀ previous", layout=w.Layout(width="110px"))
-        self.next = w.Button(description="next ▶", layout=w.Layout(width="90px"))
+        self.image = w.Dropdown(description="image", layout=w.Layout(width="310px"), style=wide)
+        self.slider = w.IntSlider(min=0, max=0, description="#", continuous_update=False, layout=w.Layout(width="250px"),
+                                  style=wide)
+        self.previous = w.Button(description="◀", tooltip="previous image", layout=w.Layout(width="40px"))
+        self.next = w.Button(description="▶", tooltip="next image", layout=w.Layout(width="40px"))
         self.worst_run = w.Dropdown(description="worst images of run", layout=w.Layout(width="420px"), style=wide)
         self.worst_metric = w.Dropdown(description="by", layout=w.Layout(width="330px"), style=wide)
         self.worst_n = w.BoundedIntText(value=n_worst, min=1, max=500, description="N", layout=w.Layout(width="110px"),
@@ -57,7 +58,7 @@ class Explorer(w.VBox):
         self.reference = w.HTML()
         self.concepts = w.HTML()
         self.protocol = w.Dropdown(description="scores", layout=w.Layout(width="260px"), style=wide)
-        self.captions = w.HTML(layout=w.Layout(width="100%"))
+        self.captions = w.HTML()
         self.attention_run = w.Dropdown(description="attention map of run", layout=w.Layout(width="420px"), style=wide)
         self.attention = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
         self.attention_note = w.HTML()
@@ -76,6 +77,7 @@ class Explorer(w.VBox):
             self.attention_run, self.attention_note, self.attention, note,
         ])
         self.add_class("medcap-explorer")
+        self.image.add_class("medcap-image")
         self.split.observe(lambda _: self._split_changed(), "value")
         self.image.observe(lambda change: self._show(change["new"]), "value")
         self.slider.observe(lambda change: self._pick(self.image.options[change["new"]]) if self.image.options else None,
@@ -159,7 +161,7 @@ class Explorer(w.VBox):
         amap = self.view.attention.get(run) if self.view is not None and run else None
         if amap is None:
             saved = len(self.data.attention_images(run)) if run else 0
-            why = f"this run saved maps for {saved} other images, not this one" if saved else NO_MAP
+            why = f"this run saved maps for {saved} other image{'s' if saved > 1 else ''}, not this one" if saved else NO_MAP
             with_maps = [r for r, m in (self.view.attention.items() if self.view else []) if m is not None]
             other = f" (maps of this image: {', '.join(with_maps)})" if with_maps else ""
             self.attention_note.value = f"<i>{escape(why + other)}</i>" if run else ""

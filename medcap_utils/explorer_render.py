@@ -79,13 +79,21 @@ def concepts_html(view: ImageView) -> str:
     return _wrap("".join(parts), "medcap-concepts")
 
 
+def _upsample(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One (h, w) map -> image size, bilinear, rescaled to [0, 1] (as :func:`medcap_utils.explain.upsample`,
+    without importing torch into the notebook's kernel)."""
+    from PIL import Image
+
+    up = np.asarray(Image.fromarray(np.asarray(att, dtype=np.float32), mode="F")
+                    .resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return (up - up.min()) / max(float(up.max() - up.min()), 1e-12)
+
+
 def attention_png(image: bytes | None, amap: AttentionMap, max_tokens: int = 12, columns: int = 6) -> bytes:
     """The image, then each generated word's map over it (up to ``max_tokens``), as one PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from PIL import Image
-
-    from medcap_utils.explain import upsample
 
     picture = np.asarray(Image.open(io.BytesIO(image)).convert("RGB")) if image else None
     size = picture.shape[:2] if picture is not None else (96, 96)
@@ -93,7 +101,7 @@ def attention_png(image: bytes | None, amap: AttentionMap, max_tokens: int = 12,
     rows = 1 + (n // columns)  # first panel: the image alone
     fig = Figure(figsize=(1.9 * columns, 2.05 * rows))
     FigureCanvasAgg(fig)
-    maps = upsample(amap.maps[:n], size) if n else []
+    maps = [_upsample(m, size) for m in amap.maps[:n]]
     panels = [("image", None)] + [(amap.tokens[k], maps[k]) for k in range(n)]
     for k, (title, att) in enumerate(panels):
         ax = fig.add_subplot(rows, columns, k + 1)

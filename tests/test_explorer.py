@@ -121,7 +121,7 @@ def test_widget_changes_with_the_image(fixture):
     assert "Axial CT" in explorer.reference.value and explorer.captions.value != before
     assert CAPTION_RUNS["blip_demo_test"][1][SECOND] in explorer.captions.value
     assert explorer.slider.value == 1
-    assert "other images" in explorer.attention_note.value  # xai-lstm-demo has maps, not for this image
+    assert "1 other image, not this one" in explorer.attention_note.value  # xai-lstm-demo has maps, not for this image
     explorer.attention_run.value = "blip_demo_test"
     assert NO_MAP in explorer.attention_note.value
     explorer.slider.value = 3
