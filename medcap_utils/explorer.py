@@ -92,6 +92,9 @@ class Explorer(w.VBox):
         self.attention_run.observe(lambda _: self._draw_attention(), "value")
         self._split_changed()
 
+    def __repr__(self) -> str:  # the text an executed notebook keeps (ipywidgets' default repeats every child)
+        return f"<results explorer: {len(self.data.info)} runs, image {self.image.value}; needs a live kernel>"
+
     # --- choosing ------------------------------------------------------------------------------------
     def _pick(self, image_id: str) -> None:
         if image_id in self.image.options and self.image.value != image_id:

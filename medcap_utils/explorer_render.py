@@ -89,7 +89,7 @@ def _upsample(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (up - up.min()) / max(float(up.max() - up.min()), 1e-12)
 
 
-def attention_png(image: bytes | None, amap: AttentionMap, max_tokens: int = 12, columns: int = 6) -> bytes:
+def attention_png(image: bytes | None, amap: AttentionMap, max_tokens: int = 40, columns: int = 8) -> bytes:
     """The image, then each generated word's map over it (up to ``max_tokens``), as one PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -99,7 +99,7 @@ def attention_png(image: bytes | None, amap: AttentionMap, max_tokens: int = 12,
     size = picture.shape[:2] if picture is not None else (96, 96)
     n = min(len(amap.tokens), max_tokens)
     rows = 1 + (n // columns)  # first panel: the image alone
-    fig = Figure(figsize=(1.9 * columns, 2.05 * rows))
+    fig = Figure(figsize=(1.5 * columns, 1.65 * rows))
     FigureCanvasAgg(fig)
     maps = [_upsample(m, size) for m in amap.maps[:n]]
     panels = [("image", None)] + [(amap.tokens[k], maps[k]) for k in range(n)]

@@ -113,6 +113,7 @@ def test_widget_changes_with_the_image(fixture):
 
     explorer = explore(reports=fixture.reports, data_dir=fixture.data)
     assert explorer.image.value == FIRST and "Chest X-ray" in explorer.reference.value
+    assert repr(explorer).startswith("<results explorer: 5 runs, image ROCOv2_2023_test_000001")
     assert CAPTION_RUNS["blip_demo_test"][1][FIRST] in explorer.captions.value
     assert explorer.attention_run.value == "xai-lstm-demo" and explorer.attention.value[:4] == b"\x89PNG"
     assert "found:" in explorer.concepts.value and "Nodule" in explorer.concepts.value

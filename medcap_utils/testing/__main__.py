@@ -50,11 +50,13 @@ def main(argv=None) -> int:
     shot.add_argument("--data", default=None, type=Path, help="dataset folder (default: each run's data_dir)")
     shot.add_argument("--image", default=None, help="image to switch to (default: the second of the first split)")
     shot.add_argument("--out", default=Path("build/explorer_screenshot_demo.png"), type=Path)
+    shot.add_argument("--size", default="1440x1100", help="browser window WIDTHxHEIGHT (taller shows more runs)")
     args = parser.parse_args(argv)
     if args.command == "explorer-screenshot":
         from medcap_utils.testing.browser import explorer_in_browser
 
-        explorer_in_browser(args.reports, args.data, args.out, other_image=args.image)
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        explorer_in_browser(args.reports, args.data, args.out, other_image=args.image, window=(width, height))
         return 0
     summary = smoke_fixtures(args.out, seed=args.seed)
     print(f"smoke fixtures in {args.out}: {len(summary['hub'])} stand-in checkpoints in {summary['local_hub_s']} s "

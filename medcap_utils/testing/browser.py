@@ -116,7 +116,7 @@ return kernel ? kernel.status : null;"""
 
 
 def explorer_in_browser(reports, data_dir, screenshot, other_image: str | None = None, folder=None,
-                        timeout: float = 90, log=print) -> dict:
+                        timeout: float = 90, window: tuple[int, int] = (1440, 1100), log=print) -> dict:
     """Run the explorer over ``reports`` in JupyterLab + headless Chromium; pick ``other_image`` (default: the
     second image of the first split); save ``screenshot``. Returns the captions seen and the timings."""
     from selenium.webdriver.common.by import By
@@ -138,7 +138,7 @@ def explorer_in_browser(reports, data_dir, screenshot, other_image: str | None =
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH", "")) if p),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     times = {}
-    with jupyter_lab(folder, env) as (base, token), chromium() as driver:
+    with jupyter_lab(folder, env) as (base, token), chromium(*window) as driver:
         times["lab_started_s"] = time.perf_counter() - start
         wait = WebDriverWait(driver, timeout, poll_frequency=0.25)
         driver.get(f"{base}/lab/tree/explorer.ipynb?token={token}")
@@ -156,6 +156,7 @@ def explorer_in_browser(reports, data_dir, screenshot, other_image: str | None =
         captions_before = driver.find_element(By.CSS_SELECTOR, ".medcap-explorer .medcap-captions").text
         Select(driver.find_element(By.CSS_SELECTOR, ".medcap-image select")).select_by_visible_text(other_image)
         wait.until(lambda d: reference_text(d) == expected[other_image])
+        wait.until(lambda d: d.execute_script(KERNEL_IDLE) == "idle")  # the attention map is drawn after the text
         captions_after = driver.find_element(By.CSS_SELECTOR, ".medcap-explorer .medcap-captions").text
         times["image_changed_s"] = time.perf_counter() - start
         driver.execute_script("window.jupyterapp.shell.collapseLeft();"
