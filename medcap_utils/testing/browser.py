@@ -146,18 +146,21 @@ def explorer_in_browser(reports, data_dir, screenshot, other_image: str | None =
         times["kernel_idle_s"] = time.perf_counter() - start
         driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
 
+        def text(d, css):  # read in one script: an HTML widget replaces its elements when its value changes
+            return d.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                                    f".medcap-explorer {css}")
+
         def reference_text(d):
-            found = d.find_elements(By.CSS_SELECTOR, ".medcap-explorer .medcap-reference-text")
-            return found[0].text if found else None
+            return text(d, ".medcap-reference-text")
 
         wait.until(lambda d: reference_text(d) == expected[ids[0]])
         times["widgets_rendered_s"] = time.perf_counter() - start
         widgets = len(driver.find_elements(By.CSS_SELECTOR, ".medcap-explorer .jupyter-widgets"))
-        captions_before = driver.find_element(By.CSS_SELECTOR, ".medcap-explorer .medcap-captions").text
+        captions_before = text(driver, ".medcap-captions")
         Select(driver.find_element(By.CSS_SELECTOR, ".medcap-image select")).select_by_visible_text(other_image)
         wait.until(lambda d: reference_text(d) == expected[other_image])
         wait.until(lambda d: d.execute_script(KERNEL_IDLE) == "idle")  # the attention map is drawn after the text
-        captions_after = driver.find_element(By.CSS_SELECTOR, ".medcap-explorer .medcap-captions").text
+        captions_after = text(driver, ".medcap-captions")
         times["image_changed_s"] = time.perf_counter() - start
         driver.execute_script("window.jupyterapp.shell.collapseLeft();"
                               "window.jupyterapp.commands.execute('notebook:hide-all-cell-code');")
