@@ -21,7 +21,7 @@ export TOKENIZERS_PARALLELISM := false
 # tests/conftest.py gives pytest Agg, and scripts without a display fall back to Agg by themselves.
 
 .PHONY: help env lab badges reproduce repeat-check test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
-        clean-reports java bench-gpu
+        clean-reports java chromium bench-gpu
 
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2|rocov2-subset] [DATA=/path]  execute every notebook"
@@ -52,6 +52,13 @@ java:
 	  (apt-get update -qq && apt-get install -y -qq default-jre-headless) >/dev/null 2>&1 || \
 	  echo "WARNING: could not install Java; METEOR will be reported as unavailable"; }
 
+# Headless Chromium and its driver for the explorer's browser test (tests/test_explorer_browser.py skips without them).
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "chromium/chromedriver not found: installing chromium chromium-driver"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
+	  echo "WARNING: could not install Chromium; the explorer's browser test will be skipped"; }
+
 # JupyterLab from .venv, opened on notebooks/ (LAB_ARGS=--no-browser --port 8889 on a remote machine); its kernels
 # draw figures inline even where the caller's environment sets MPLBACKEND=Agg.
 LAB_ARGS ?=
@@ -72,7 +79,7 @@ reproduce: env
 repeat-check: env
 	$(PY) -m medcap_utils.repeat_check --profile $(PROFILE) --out build/repeat
 
-test: env
+test: env chromium
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
 	$(MAKE) smoke
