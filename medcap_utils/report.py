@@ -64,7 +64,8 @@ def figures_not_inline(reports: Path) -> list[str]:
     for path in sorted((reports / "notebooks").glob("*.ipynb")):
         if path.name[2:3] != "_":
             continue
-        saved = sorted(p.name for p in (reports / "figures").glob(f"{path.name[:3]}*.png"))
+        prefix = path.name[:3]  # "03_": the notebook's number names its figures
+        saved = sorted(p.name for p in (reports / "figures").glob(prefix + "*.png"))
         if not saved:
             continue
         images = [o for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])
