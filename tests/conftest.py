@@ -41,6 +41,21 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+# Variables that move where a test reads or writes; a test that sets one must restore it (monkeypatch).
+_WHERE = ("MEDCAP_REPORTS", "MEDCAP_ROOT", "MEDCAP_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored(request):
+    """Fails the test that leaves one of these changed: later tests would read or write somewhere else (the
+    Colab tests once left MEDCAP_REPORTS on a deleted Drive folder and five later tests failed far away)."""
+    before = {key: os.environ.get(key) for key in _WHERE}
+    yield
+    after = {key: os.environ.get(key) for key in _WHERE}
+    changed = {key: (before[key], after[key]) for key in _WHERE if before[key] != after[key]}
+    assert not changed, f"{request.node.nodeid} left the environment changed: {changed}"
+
+
 def pytest_addoption(parser):
     parser.addoption("--smoke-reports", default=None,
                      help="reports folder of a finished `make smoke` run (tests/test_smoke_run.py checks it)")

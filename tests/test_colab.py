@@ -94,7 +94,10 @@ def fake_colab(monkeypatch, tmp_path):
     monkeypatch.setattr(colab, "DRIVE_MOUNT", str(tmp_path / "drive"))
     monkeypatch.chdir(tmp_path)  # setup() changes directory; restored afterwards
     for key in ("MEDCAP_ROOT", "MEDCAP_REPORTS", "MEDCAP_COLAB_PROFILE", "MEDCAP_COLAB_DRIVE"):
-        monkeypatch.delenv(key, raising=False)
+        # setenv first so that monkeypatch records the original state: a delenv of an absent key records
+        # nothing, and the values setup() writes into os.environ would leak into every later test
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     commands = []
