@@ -49,7 +49,8 @@ def compare(table: pd.DataFrame, per_image: dict, distinct: pd.DataFrame, n_boot
                    "none of its runs that are not collapsed scores the baselines' images (another split or a subset)")
             sentences.append(f"{group.label}: not compared with the retrieval baselines: {why}.")
             continue
-        run = values.loc[usable].sort_values(RANK_BY, ascending=False, na_position="last").index[0]
+        rank_by = RANK_BY if RANK_BY in values.columns else "CIDEr"  # ImageCLEF protocol not run: CIDEr decides
+        run = values.loc[usable].sort_values(rank_by, ascending=False, na_position="last").index[0]
         parts, wins = [], 0
         for base, base_scores in bases.items():
             for metric, title in METRICS.items():

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcap_utils import caption_use, run_summary
+from medcap_utils import beat_baselines, caption_use, evaluate_runs, run_summary
 from medcap_utils.baselines import consensus_caption, nearest_neighbour_captions, pixel_features
+from medcap_utils.data.cache import get_image_cache
 from medcap_utils.data.rocov2 import read_captions
 from medcap_utils.runfiles import write_run_dir
 
@@ -98,6 +99,9 @@ def test_pixel_retrieval_finds_an_identical_image(demo_root):
     captions = [by_id[i] for i in ids]
     found = nearest_neighbour_captions(feats, captions, feats[[3, 11, 200]])
     assert found == [captions[3], captions[11], captions[200]]
+    image = get_image_cache(demo_root, "train", 64)[ids[5]]  # each feature: the mean of a 4 x 4 pixel block
+    assert feats.shape == (len(ids), 16 * 16 * 3)
+    assert np.allclose(feats[5], (image.reshape(16, 4, 16, 4, 3).mean(axis=(1, 3)) / 255).ravel(), atol=1e-6)
 
 
 def _table(values: dict) -> pd.DataFrame:
@@ -117,3 +121,27 @@ def test_a_collapsed_run_is_never_the_best():
     assert best["03"].startswith("medblip_blip_decoder_only")
     assert best["06"].startswith("none") and "06_msmedcap_dual" not in summary.attrs["runs"]
     assert "medblip_blip_full" in summary.attrs["note"] and "06_msmedcap_dual" in summary.attrs["note"]
+
+
+@needs_java
+def test_retrieval_verdicts_need_a_clear_margin_and_skip_collapsed_runs(tmp_path, demo_root, test_refs):
+    ids = list(test_refs)
+    moved = {i: test_refs[ids[(n + 1) % len(ids)]] for n, i in enumerate(ids)}  # another image's caption
+    write_run_dir("xai-lstm-demo", "captions", "test", str(demo_root), dict(test_refs), runs_root=tmp_path)
+    write_run_dir("blip_demo_test", "captions", "test", str(demo_root), {i: "x-ray" for i in ids}, runs_root=tmp_path)
+    write_run_dir("baseline-nn-pixels", "captions", "test", str(demo_root), moved, runs_root=tmp_path)
+    write_run_dir("baseline-consensus-caption", "captions", "test", str(demo_root), {i: test_refs[ids[0]] for i in ids},
+                  runs_root=tmp_path)
+    table, per_image = evaluate_runs.evaluate_all_runs(tmp_path, protocols=("coco",), n_boot=200,
+                                                       metrics=["Bleu_4", "CIDEr"])
+    verdicts = beat_baselines.compare(table, per_image, run_summary.distinct_captions(tmp_path), n_boot=200)
+    sentences = verdicts.attrs["sentences"]
+    assert sentences[0].startswith("02") and "collapsed" in sentences[0] and "blip_demo_test" not in set(verdicts.run)
+    assert "xai-lstm-demo beats both retrieval baselines" in sentences[1]
+    assert verdicts["clear margin"].all() and len(verdicts) == 4
+    # the same run against itself as the nearest neighbour: no margin, and the sentence says so
+    write_run_dir("baseline-nn-pixels", "captions", "test", str(demo_root), dict(test_refs), runs_root=tmp_path)
+    table, per_image = evaluate_runs.evaluate_all_runs(tmp_path, protocols=("coco",), n_boot=200,
+                                                       metrics=["Bleu_4", "CIDEr"])
+    verdicts = beat_baselines.compare(table, per_image, run_summary.distinct_captions(tmp_path), n_boot=200)
+    assert "does not beat the retrieval baselines" in verdicts.attrs["sentences"][1]
