@@ -60,6 +60,16 @@ def _count(counts: tuple[int, int] | None) -> str:
     return f"{counts[0]} distinct captions for {counts[1]} images" + (", collapsed" if counts[2] else "")
 
 
+def _shuffled(run: _Run, runs: tuple[str, ...]) -> str:
+    """The image-use check of notebook 08 (08_caption_use.csv) for the first of ``runs`` it has, as text."""
+    for name in runs:
+        row = run.row("08_caption_use", "run", name)
+        if row is not None and "CIDEr shuffled" in row and pd.notna(row["CIDEr shuffled"]):
+            return (f"; CIDEr {_fmt(row['CIDEr'])}, {_fmt(row['CIDEr shuffled'])} with its captions shuffled across "
+                    f"images (a model that ignores the image loses about nothing)")
+    return ""
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{float(value):.3f}"
 
@@ -80,7 +90,8 @@ def _blip_2q2t(run: _Run) -> tuple[str, str]:
                                                   "most frequent caption", "BLEU-4", ("blip_demo_test", "blip-2q2t-base-test"))
     if tuned is not None:
         measured.append(f"notebook 02, BLIP trained with the 2Q2T recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])} (the most "
-                        f"frequent training caption: {_fmt(floor)}), {_count(counts)}")
+                        f"frequent training caption: {_fmt(floor)}), {_count(counts)}"
+                        + _shuffled(run, ("blip_demo_test", "blip-2q2t-base-test")))
         verdict.append("the fine-tuning learns captions that depend on the image" if learns else
                        "the fine-tuned model does not beat the most frequent caption or barely uses the image")
     grid = run.table("04_decoding_grid")
@@ -155,9 +166,11 @@ def _uit_oggy(run: _Run) -> tuple[str, str]:
     tuned = run.row("02_blip_test", "model", "UIT-Oggy large (fine-tuned)")
     counts = run.captions("blip_demo_test_uit_oggy") or run.captions("blip-uit-oggy-large-test")
     if tuned is not None:
-        measured.append(f"notebook 02, BLIP with the UIT-Oggy recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])}, {_count(counts)}")
-        verdict.append("its 2-epoch captioner is collapsed, so its caption scores say little"
-                       if collapsed_run(counts) else "its captioner writes image-dependent captions")
+        measured.append(f"notebook 02, BLIP with the UIT-Oggy recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])}, {_count(counts)}"
+                        + _shuffled(run, ("blip_demo_test_uit_oggy", "blip-uit-oggy-large-test")))
+        verdict.append("its 2-epoch captioner is collapsed, so its caption scores say little" if collapsed_run(counts) else
+                       f"its captioner is not collapsed ({_count(counts)}); the shuffle check above says how much "
+                       "of its score depends on the image")
     return "; ".join(measured), "; ".join(verdict)
 
 
@@ -188,7 +201,8 @@ def _xai_lstm(run: _Run) -> tuple[str, str]:
                                                  "Bleu_4", ("xai-lstm-demo", "xai-lstm-rocov2"))
     if ours is not None:
         measured.append(f"notebook 07, test: paper-protocol BLEU {_fmt(ours['paper BLEU'])}, COCO BLEU-4 "
-                        f"{_fmt(ours['Bleu_4'])} (most frequent caption: {_fmt(floor)}), {_count(counts)}")
+                        f"{_fmt(ours['Bleu_4'])} (most frequent caption: {_fmt(floor)}), {_count(counts)}"
+                        + _shuffled(run, ("xai-lstm-demo", "xai-lstm-rocov2")))
         verdict.append("the captioner learns image-dependent captions" if learns else "the captioner barely uses the image")
     grounding = run.table("07_attention_on_finding")
     if grounding is not None and "mass / area" in grounding:
