@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcap_utils.baselines import most_frequent_caption, top_k_concepts
+from medcap_utils.baselines import (consensus_caption, most_frequent_caption, nearest_neighbour_captions,
+                                   pixel_features, top_k_concepts)
 from medcap_utils.data.rocov2 import image_source, read_captions, read_concepts, split_files, split_frame
 from medcap_utils.evaluate import evaluate_captions, evaluate_concepts
 from medcap_utils.metrics.bootstrap import paired_bootstrap
@@ -23,18 +24,35 @@ from medcap_utils.runfiles import RunFileError, read_run_dir, read_run_file, wri
 COLUMNS = ["run", "task", "split", "protocol", "metric", "value", "ci_low", "ci_high", "n", "status", "note"]
 
 
-def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root=None) -> list[Path]:
-    """Most-frequent-caption and top-k-concepts runs on ``split`` (statistics from the train split)."""
+def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root=None, retrieval: bool = True,
+                       pixel_size: int = 16, cache_size: int = 64) -> list[Path]:
+    """Baseline runs on ``split``, statistics from the train split only: the most frequent and the consensus
+    caption, top-k concepts and, with ``retrieval``, the caption of the nearest training image by pixels
+    (:func:`medcap_utils.baselines.pixel_features` at ``pixel_size`` px from the ``cache_size`` px image cache)."""
     root = resolve(data_dir)
     train, target = split_files(root, "train"), split_files(root, split)
     ids = list(read_captions(target["captions"]).ID)
-    caption = most_frequent_caption(read_captions(train["captions"]).Caption)
+    train_df = read_captions(train["captions"])
+    caption = most_frequent_caption(train_df.Caption)
     concepts = top_k_concepts(split_frame(root, "train")["cuis"], k)  # manual concepts where the source has no others
     meta = {"baseline": True, "statistics_from": "train"}
-    return [write_run_dir("baseline-most-frequent-caption", "captions", split, data_dir, {i: caption for i in ids},
+    dirs = [write_run_dir("baseline-most-frequent-caption", "captions", split, data_dir, {i: caption for i in ids},
                           {**meta, "caption": caption}, runs_root),
             write_run_dir(f"baseline-top{k}-concepts", "concepts", split, data_dir, {i: concepts for i in ids},
                           {**meta, "k": k, "concepts": concepts}, runs_root)]
+    if retrieval:
+        consensus = consensus_caption(train_df.Caption)
+        dirs.append(write_run_dir("baseline-consensus-caption", "captions", split, data_dir, {i: consensus for i in ids},
+                                  {**meta, "caption": consensus, "similarity": "mean token F1 against <= 500 "
+                                   "training captions (seed 0)"}, runs_root))
+        train_ids, train_x = pixel_features(data_dir, "train", pixel_size, cache_size)
+        test_ids, test_x = pixel_features(data_dir, split, pixel_size, cache_size)
+        by_id = dict(zip(train_df.ID, train_df.Caption))
+        found = dict(zip(test_ids, nearest_neighbour_captions(train_x, [by_id[i] for i in train_ids], test_x)))
+        dirs.append(write_run_dir("baseline-nn-pixels", "captions", split, data_dir, {i: found[i] for i in ids},
+                                  {**meta, "features": f"RGB pixels averaged to {pixel_size} px from the "
+                                   f"{cache_size} px image cache", "distance": "l2"}, runs_root))
+    return dirs
 
 
 def _rows(run: str, info: dict, protocol: str, result: dict, subset_of: int | None = None) -> list[dict]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from medcap_utils.papers import PAPERS, Paper, citation
+from medcap_utils.caption_use import COLLAPSED_SHARE
 from medcap_utils.run_summary import distinct_captions
 
-FEW_CAPTIONS = 0.05  # fewer distinct captions than this share of the images: the model barely uses the image
 REAL_RUN = "make reproduce PROFILE=rocov2 DATA=/path/to/rocov2"
 
 
@@ -41,20 +41,33 @@ class _Run:
         match = frame[frame[column] == value]
         return None if match.empty else match.iloc[0]
 
-    def captions(self, run: str) -> tuple[int, int] | None:
-        """(distinct captions, images) of a run folder, None when it is not there."""
+    def captions(self, run: str) -> tuple[int, int, bool] | None:
+        """(distinct captions, images, collapsed) of a run folder, None when it is not there."""
         if run not in self.distinct.index:
             return None
-        return int(self.distinct.loc[run, "distinct captions"]), int(self.distinct.loc[run, "images"])
+        row = self.distinct.loc[run]
+        return int(row["distinct captions"]), int(row["images"]), bool(row["collapsed"])
 
 
-def few(counts: tuple[int, int] | None) -> bool:
-    """True when a run wrote so few distinct captions that it barely uses the image."""
-    return counts is not None and counts[0] < max(2, FEW_CAPTIONS * counts[1])
+def collapsed_run(counts: tuple[int, int, bool] | None) -> bool:
+    """True when a run is collapsed (caption_use's one rule), so it does not use the image."""
+    return counts is not None and counts[2]
 
 
 def _count(counts: tuple[int, int] | None) -> str:
-    return f"{counts[0]} distinct captions for {counts[1]} images" if counts else "run folder not found"
+    if not counts:
+        return "run folder not found"
+    return f"{counts[0]} distinct captions for {counts[1]} images" + (", collapsed" if counts[2] else "")
+
+
+def _shuffled(run: _Run, runs: tuple[str, ...]) -> str:
+    """The image-use check of notebook 08 (08_caption_use.csv) for the first of ``runs`` it has, as text."""
+    for name in runs:
+        row = run.row("08_caption_use", "run", name)
+        if row is not None and "CIDEr shuffled" in row and pd.notna(row["CIDEr shuffled"]):
+            return (f"; CIDEr {_fmt(row['CIDEr'])}, {_fmt(row['CIDEr shuffled'])} with its captions shuffled across "
+                    f"images (a model that ignores the image loses about nothing)")
+    return ""
 
 
 def _fmt(value) -> str:
@@ -67,7 +80,7 @@ def _against_floor(run: _Run, table: str, column: str, ours: str, floor: str, me
     row, base = run.row(table, column, ours), run.row(table, column, floor)
     counts = next((c for c in map(run.captions, runs) if c), None)
     value = None if base is None else base[metric]
-    learns = row is not None and value is not None and row[metric] > value and not few(counts)
+    learns = row is not None and value is not None and row[metric] > value and not collapsed_run(counts)
     return row, value, counts, learns
 
 
@@ -77,7 +90,8 @@ def _blip_2q2t(run: _Run) -> tuple[str, str]:
                                                   "most frequent caption", "BLEU-4", ("blip_demo_test", "blip-2q2t-base-test"))
     if tuned is not None:
         measured.append(f"notebook 02, BLIP trained with the 2Q2T recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])} (the most "
-                        f"frequent training caption: {_fmt(floor)}), {_count(counts)}")
+                        f"frequent training caption: {_fmt(floor)}), {_count(counts)}"
+                        + _shuffled(run, ("blip_demo_test", "blip-2q2t-base-test")))
         verdict.append("the fine-tuning learns captions that depend on the image" if learns else
                        "the fine-tuned model does not beat the most frequent caption or barely uses the image")
     grid = run.table("04_decoding_grid")
@@ -90,16 +104,15 @@ def _blip_2q2t(run: _Run) -> tuple[str, str]:
                 continue
             best = beams.loc[beams["rouge1"].idxmax()]
             runs_of = [run.captions(f"decoding_{model}_{d}") for d in part["decoding"]]
-            collapsed = [c for c in runs_of if few(c)]
+            collapsed = [c for c in runs_of if collapsed_run(c)]
             parts.append(f"{model} greedy {_fmt(greedy['rouge1'].iloc[0])} -> best beam {_fmt(best['rouge1'])} "
-                         f"({best['decoding']})" + (f", {len(collapsed)} of {len(runs_of)} settings write few distinct "
-                                                    "captions" if collapsed else ""))
+                         f"({best['decoding']})" + (f", {len(collapsed)} of {len(runs_of)} settings are collapsed" if collapsed else ""))
             shows.append((model, best["rouge1"] > greedy["rouge1"].iloc[0], bool(collapsed)))
         if parts:
             n = int(grid["n_images"].iloc[0]) if "n_images" in grid else None
             measured.append(f"notebook 04 ({n} validation images), ImageCLEF ROUGE-1: " + "; ".join(parts))
             for model, better, collapsed in shows:
-                verdict.append(f"{model} cannot show the decoding effect (few distinct captions under some settings)"
+                verdict.append(f"{model} cannot show the decoding effect (collapsed under some settings)"
                                if collapsed else f"for {model} the best beam {'beats' if better else 'does not beat'} greedy")
             verdict.append("the demo's 'large' is notebook 02's longer-trained model, not BLIP-large, so base vs large is "
                            "not the paper's comparison")
@@ -120,11 +133,11 @@ def _medblip(run: _Run) -> tuple[str, str]:
     if times is not None and "time_vs_full" in times:
         measured += f"; decoder-only trained in {float(times['time_vs_full']):.2f}x the full fine-tuning's time"
     compared = [k for k in ("blip_full", "blip_decoder_only", "blip_encoder_only") if rows[k] is not None]
-    collapsed = [names[k] for k in compared if few(counts[k])]
+    collapsed = [names[k] for k in compared if collapsed_run(counts[k])]
     if collapsed:
-        verdict = (f"cannot show which fine-tuning is best: {', '.join(collapsed)} write fewer than "
-                   f"{FEW_CAPTIONS:.0%} as many distinct captions as images, so they do not use the image yet and "
-                   "their ranking is not a result")
+        verdict = (f"cannot show which fine-tuning is best: {', '.join(collapsed)} write one caption "
+                   f"for {COLLAPSED_SHARE:.0%} of the images or more (collapsed), so they do not use the image yet "
+                   "and their ranking is not a result")
     elif compared:
         best = max(compared, key=lambda k: rows[k]["rouge1"])
         verdict = f"{names[best]} scores best" + (" (as the paper says)" if best == "blip_full" else " (the paper: full)")
@@ -153,9 +166,11 @@ def _uit_oggy(run: _Run) -> tuple[str, str]:
     tuned = run.row("02_blip_test", "model", "UIT-Oggy large (fine-tuned)")
     counts = run.captions("blip_demo_test_uit_oggy") or run.captions("blip-uit-oggy-large-test")
     if tuned is not None:
-        measured.append(f"notebook 02, BLIP with the UIT-Oggy recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])}, {_count(counts)}")
-        verdict.append("its 2-epoch captioner writes few distinct captions, so its caption scores say little"
-                       if few(counts) else "its captioner writes image-dependent captions")
+        measured.append(f"notebook 02, BLIP with the UIT-Oggy recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])}, {_count(counts)}"
+                        + _shuffled(run, ("blip_demo_test_uit_oggy", "blip-uit-oggy-large-test")))
+        verdict.append("its 2-epoch captioner is collapsed, so its caption scores say little" if collapsed_run(counts) else
+                       f"its captioner is not collapsed ({_count(counts)}); the shuffle check above says how much "
+                       "of its score depends on the image")
     return "; ".join(measured), "; ".join(verdict)
 
 
@@ -169,10 +184,10 @@ def _msmedcap(run: _Run) -> tuple[str, str]:
     counts = {k: run.captions(names[k]) for k in present}
     measured = "notebook 06, test BLEU-1 / CIDEr: " + "; ".join(
         f"{k} {_fmt(rows[k]['Bleu_1'])} / {_fmt(rows[k]['CIDEr'])} ({_count(counts[k])})" for k in present)
-    collapsed = [k for k in present if few(counts[k])]
+    collapsed = [k for k in present if collapsed_run(counts[k])]
     if collapsed:
-        verdict = (f"cannot show whether two encoders beat one: {', '.join(collapsed)} write nearly one caption for "
-                   "every image, so differences between the variants are not a result")
+        verdict = (f"cannot show whether two encoders beat one: {', '.join(collapsed)} write one caption for "
+                   f"{COLLAPSED_SHARE:.0%} of the images or more (collapsed), so differences between the variants are not a result")
     else:
         best = max(present, key=lambda k: rows[k]["Bleu_1"])
         verdict = f"{best} scores the best BLEU-1" + (" (as the paper says)" if best.startswith("MSMedCap") else
@@ -186,7 +201,8 @@ def _xai_lstm(run: _Run) -> tuple[str, str]:
                                                  "Bleu_4", ("xai-lstm-demo", "xai-lstm-rocov2"))
     if ours is not None:
         measured.append(f"notebook 07, test: paper-protocol BLEU {_fmt(ours['paper BLEU'])}, COCO BLEU-4 "
-                        f"{_fmt(ours['Bleu_4'])} (most frequent caption: {_fmt(floor)}), {_count(counts)}")
+                        f"{_fmt(ours['Bleu_4'])} (most frequent caption: {_fmt(floor)}), {_count(counts)}"
+                        + _shuffled(run, ("xai-lstm-demo", "xai-lstm-rocov2")))
         verdict.append("the captioner learns image-dependent captions" if learns else "the captioner barely uses the image")
     grounding = run.table("07_attention_on_finding")
     if grounding is not None and "mass / area" in grounding:
@@ -214,8 +230,8 @@ def summary_markdown(reports, profile: str | None = None) -> list[str]:
     lines = ["## Summary per paper", ""]
     if profile == "demo" or profile is None:
         lines += ["The demo profile trains small models from scratch on synthetic images for minutes on a CPU: its numbers "
-                  "show whether each pipeline learns, not what the papers' models reach on ROCOv2. A model that writes "
-                  "the same few captions for every image does not use the image, and comparisons between such models "
+                  "show whether each pipeline learns, not what the papers' models reach on ROCOv2. A collapsed model "
+                  "(one caption for half the images or more) does not use the image, and comparisons with such models "
                   "are not results; the verdicts below say where that happens.", ""]
     for item in paper_summaries(reports):
         paper: Paper = item["paper"]

@@ -3,9 +3,9 @@
 ``reports/tables/metrics.csv`` has one row per run x protocol x metric (hundreds of rows); the
 notebook shows instead
 
-* :func:`distinct_captions` -- per caption run, how many different captions it wrote. A run that
-  writes the same caption for every image (or nearly every one) does not use the image: comparing
-  it with another such run is not a result, and every summary says where that happens;
+* :func:`distinct_captions` -- per caption run, how many different captions it wrote and whether it is
+  collapsed (:mod:`medcap_utils.caption_use`'s one rule: one caption for half the images or more). A
+  collapsed run does not use the image: it is labelled wherever runs are compared and never ranked;
 * :func:`caption_summary` -- the best caption run of each notebook (:func:`medcap_utils.papers.run_group`)
   under a few headline metrics, one row per notebook, and :func:`concept_summary` for concept runs;
 * :func:`plot_metric_heatmap` -- every run x the headline metrics, values printed in the cells;
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medcap_utils.caption_use import COLLAPSED_NOTE, COLLAPSED_SHARE, caption_counts
 from medcap_utils.papers import run_group
 from medcap_utils.runfiles import RunFileError, read_run_dir, read_run_file
 
@@ -28,15 +29,13 @@ CAPTION_HEADLINE = {("coco", "Bleu_4"): "BLEU-4", ("coco", "ROUGE_L"): "ROUGE-L"
                     ("imageclef2024", "rouge1"): "ROUGE-1 (ImageCLEF)"}
 CONCEPT_HEADLINE = {("imageclef_concepts", "f1_primary"): "F1 primary", ("imageclef_concepts", "f1_secondary"): "F1 secondary"}
 RANK_BY = "ROUGE-1 (ImageCLEF)"  # the metric the papers and notebook 04 pick the best decoding by
-COLLAPSE_SHARE = 0.9  # a run giving one caption to at least this share of its images counts as collapsed
-COLLAPSED_NOTE = ("writes the same caption for every image (or for at least 90% of them): it does not use the "
-                  "image, and a comparison between such runs is not a result")
+__all__ = ["COLLAPSED_NOTE", "COLLAPSED_SHARE", "distinct_captions", "caption_summary", "concept_summary"]
 
 
 def distinct_captions(runs_root) -> pd.DataFrame:
     """One row per caption run under ``runs_root``: images, distinct captions, the share of images
-    given the most common caption, and ``collapsed``: one caption for every image, or for at least
-    :data:`COLLAPSE_SHARE` of them."""
+    given the most common caption, and ``collapsed``: one caption for at least
+    :data:`~medcap_utils.caption_use.COLLAPSED_SHARE` of them."""
     rows = []
     for run_json in sorted(Path(runs_root).glob("*/run.json")):
         try:
@@ -46,10 +45,9 @@ def distinct_captions(runs_root) -> pd.DataFrame:
             captions = list(read_run_file(run_file, "captions", valid_ids=None).values())
         except (RunFileError, FileNotFoundError, ValueError, KeyError):
             continue
-        counts = pd.Series(captions).value_counts()
-        share = float(counts.iloc[0] / len(captions)) if len(captions) else np.nan
-        rows.append({"run": run_json.parent.name, "images": len(captions), "distinct captions": int(counts.size),
-                     "most common share": share, "collapsed": bool(counts.size <= 1 or share >= COLLAPSE_SHARE)})
+        counts = caption_counts(captions)
+        rows.append({"run": run_json.parent.name, **{k: counts[k] for k in
+                                                     ("images", "distinct captions", "most common share", "collapsed")}})
     return pd.DataFrame(rows, columns=["run", "images", "distinct captions", "most common share", "collapsed"])
 
 
@@ -75,8 +73,8 @@ def _label(run: str, table: pd.DataFrame) -> str:
 
 
 def caption_summary(table: pd.DataFrame, distinct: pd.DataFrame, csv_path=None) -> pd.DataFrame:
-    """The best caption run of each notebook by :data:`RANK_BY`, preferring runs that do not write one
-    caption for every image; columns: notebook, run, runs in the group (how many collapsed),
+    """The best caption run of each notebook by :data:`RANK_BY` among its runs that are not collapsed
+    (a notebook whose runs are all collapsed gets a row saying so, without scores); columns: notebook, run, runs in the group (how many collapsed),
     distinct captions of the shown run, the headline metrics. ``attrs['note']`` says what to read
     into it, with ``csv_path``; ``attrs['runs']`` lists the runs shown."""
     values = wide(table, CAPTION_HEADLINE)
@@ -87,7 +85,11 @@ def caption_summary(table: pd.DataFrame, distinct: pd.DataFrame, csv_path=None) 
     for group in sorted({run_group(r) for r in values.index}, key=lambda g: g.order):
         runs = [r for r in values.index if run_group(r) == group]
         collapsed = [r for r in runs if r in info.index and bool(info.loc[r, "collapsed"])]
-        candidates = [r for r in runs if r not in collapsed] or runs
+        candidates = [r for r in runs if r not in collapsed]
+        if not candidates:  # a collapsed run is never ranked, not even as the best of a bad lot
+            rows.append({"notebook": group.label, "best run": f"none: all {len(runs)} runs collapsed",
+                         "runs (collapsed)": f"{len(runs)} ({len(collapsed)})", "distinct captions": "-"})
+            continue
         ranked = values.loc[candidates].sort_values(RANK_BY, ascending=False, na_position="last")
         best = ranked.index[0]
         shown_runs.append(best)
@@ -97,12 +99,13 @@ def caption_summary(table: pd.DataFrame, distinct: pd.DataFrame, csv_path=None) 
                      **values.loc[best].round(4).to_dict()})
     summary = pd.DataFrame(rows)
     n_collapsed = int(distinct["collapsed"].sum()) if len(distinct) else 0
-    note = (f"Best caption run per notebook by {RANK_BY}, among runs that are not collapsed where a "
-            f"notebook has any. Every run and metric: {csv_path or 'the metrics table'}.")
+    note = (f"Best caption run per notebook by {RANK_BY}, among runs that are not collapsed (one caption for "
+            f"{COLLAPSED_SHARE:.0%} of the images or more); collapsed runs are skipped, never ranked. Every run and "
+            f"metric: {csv_path or 'the metrics table'}.")
     if n_collapsed:
         names = ", ".join(distinct.loc[distinct["collapsed"], "run"])
         runs_word = "run" if n_collapsed == 1 else "runs"
-        note += f"\n{n_collapsed} {runs_word} ({names}): each {COLLAPSED_NOTE}."
+        note += f"\nSkipped as collapsed, {n_collapsed} {runs_word} ({names}): each {COLLAPSED_NOTE}."
     summary.attrs["note"] = note
     summary.attrs["runs"] = shown_runs
     return summary
@@ -119,8 +122,7 @@ def concept_summary(table: pd.DataFrame) -> pd.DataFrame:
 def plot_metric_heatmap(table: pd.DataFrame, distinct: pd.DataFrame | None = None, path=None):
     """Every caption run (rows, grouped by notebook) x the headline metrics (columns), each value
     printed in its cell; the colour is the value relative to the best run of that column, so
-    metrics on different scales share one colour bar. Runs that write one caption for (nearly) every image
-    are marked. Returns the figure (or None when nothing was scored)."""
+    metrics on different scales share one colour bar. Collapsed runs are marked. Returns the figure (or None when nothing was scored)."""
     import matplotlib.pyplot as plt
 
     from medcap_utils.plotting import add_colorbar, fig_width
@@ -152,7 +154,7 @@ def plot_metric_heatmap(table: pd.DataFrame, distinct: pd.DataFrame | None = Non
         if groups[i] != groups[i - 1]:
             ax.axhline(i - 0.5, color="white", lw=2)
     add_colorbar(fig, image, ax, "value / best run's value in that column")
-    ax.set_title("caption runs x headline metrics (rows grouped by notebook; red: one caption for >= 90% of images)",
+    ax.set_title("caption runs x headline metrics (rows grouped by notebook; red: collapsed, one caption for half the images or more)",
                  fontsize=9)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ from medcap_utils.runfiles import write_run_dir
 def test_baselines_and_all_runs(demo_root, tmp_path):
     runs = tmp_path / "runs"
     made = evaluate_runs.make_baseline_runs(str(demo_root), "test", 2, runs)
-    assert [p.name for p in made] == ["baseline-most-frequent-caption", "baseline-top2-concepts"]
+    assert [p.name for p in made] == ["baseline-most-frequent-caption", "baseline-top2-concepts",
+                                      "baseline-consensus-caption", "baseline-nn-pixels"]
     test_ids = list(read_captions(demo_root / "test_captions.csv").ID)
     truth = dict(zip(read_captions(demo_root / "test_captions.csv").ID, read_captions(demo_root / "test_captions.csv").Caption))
     write_run_dir("oracle", "captions", "test", str(demo_root), truth, runs_root=runs)

@@ -211,7 +211,7 @@ def test_summary_is_bounded_names_the_csv_and_the_collapsed_runs(many_runs):
     summary = run_summary.caption_summary(table, distinct, csv_path="reports/tables/metrics.csv")
     assert len(summary) <= 15 and summary.shape[1] <= 8
     assert "reports/tables/metrics.csv" in summary.attrs["note"]
-    assert "medblip_most_frequent_caption" in summary.attrs["note"] and "same caption" in summary.attrs["note"]
+    assert "medblip_most_frequent_caption" in summary.attrs["note"] and "collapsed" in summary.attrs["note"]
     # the best of notebook 03 is not the run that writes one caption, even where it would score best
     best_03 = summary.loc[summary["notebook"].str.startswith("03"), "best run"].iloc[0]
     assert not best_03.startswith("medblip_most_frequent_caption")
