@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -177,22 +176,27 @@ def blip2_captioner(model, processor) -> Captioner:
 
 
 def caption_split(captioner: Captioner, images: np.ndarray, ids: list[str], batch_size: int = 16,
-                  **generate_kwargs) -> tuple[dict[str, str], dict]:
+                  warmup: int = 1, repeats: int = 1, **generate_kwargs) -> tuple[dict[str, str], dict]:
     """Captions ``{id: caption}`` for ``images`` (uint8, row i = ``ids[i]``) plus timing and memory:
-    ``{"seconds", "captions_per_s", "peak_mb", "delta_mb", "memory_kind"}``."""
+    ``{"seconds", "captions_per_s", "captions_per_s_median", "captions_per_s_min", "captions_per_s_max",
+    "timed_calls", "warmup_calls", "warmup_s", "peak_mb", "delta_mb", "memory_kind"}``.
+
+    ``warmup`` batches are captioned first and not timed (the first calls pay for allocation and lazy
+    initialisation); then every batch is timed on its own (:func:`medcap_utils.timing.timed_calls`), the
+    whole split ``repeats`` times. ``captions_per_s`` is over all timed batches; median and min-max are
+    over the batches (which hold different images, so part of the spread is the images')."""
+    from medcap_utils.timing import timed_calls
+
     captioner.model.eval()
-    preds: dict[str, str] = {}
+    batches = [(ids[lo: lo + batch_size], images[lo: lo + batch_size]) for lo in range(0, len(ids), batch_size)]
+    cuda = captioner.device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(captioner.device)) if cuda else None
     with PeakMemory(captioner.device) as memory:
-        start = time.perf_counter()
-        for lo in range(0, len(ids), batch_size):
-            batch = images[lo: lo + batch_size]
-            for image_id, text in zip(ids[lo: lo + batch_size], captioner.caption(batch, **generate_kwargs)):
-                preds[image_id] = text
-        if captioner.device.type == "cuda":
-            torch.cuda.synchronize(captioner.device)
-        seconds = time.perf_counter() - start
-    return preds, {"seconds": seconds, "captions_per_s": len(ids) / seconds, "peak_mb": memory.peak_mb,
-                   "delta_mb": memory.delta_mb, "memory_kind": memory.kind}
+        outs, timing = timed_calls(lambda b: captioner.caption(b[1], **generate_kwargs), batches, warmup=warmup,
+                                   repeats=repeats, sync=sync)
+    preds = {image_id: text for (batch_ids, _), texts in zip(batches, outs) for image_id, text in zip(batch_ids, texts)}
+    return preds, {"seconds": timing.total_seconds, **timing.summary("captions_per_s"), "repeats": repeats,
+                   "peak_mb": memory.peak_mb, "delta_mb": memory.delta_mb, "memory_kind": memory.kind}
 
 
 def run_decoding_grid(
@@ -208,11 +212,14 @@ def run_decoding_grid(
     metrics: list[str] | None = None,
     run_prefix: str = "decoding",
     meta: dict | None = None,
+    warmup: int = 1,
+    repeats: int = 1,
 ) -> pd.DataFrame:
     """Caption ``split`` once per decoding configuration; one run directory and one table row each.
 
     Run directories are ``reports/runs/<run_prefix>_<model_name>_<config.name>/``. ``limit`` keeps the
-    first N images (demo). Returns one row per configuration: metrics, captions/s, peak memory.
+    first N images (demo). Returns one row per configuration: metrics, captions/s (after ``warmup`` untimed
+    batches; median and min-max over the timed batches of ``repeats`` passes), peak memory.
     Used by notebook 04.
     """
     from medcap_utils.data.cache import get_image_cache
@@ -231,7 +238,7 @@ def run_decoding_grid(
     gt = {i: gt[i] for i in ids}
     rows = []
     for config in configs:
-        preds, speed = caption_split(captioner, images, ids, batch_size=batch_size,
+        preds, speed = caption_split(captioner, images, ids, batch_size=batch_size, warmup=warmup, repeats=repeats,
                                      **config.generate_kwargs(max_new_tokens))
         name = f"{run_prefix}_{model_name}_{config.name}"
         # `subset` tells notebook 08 to score the run on its own images instead of rejecting the
@@ -244,7 +251,9 @@ def run_decoding_grid(
         (Path(run_dir) / "decoding.json").write_text(json.dumps(run_meta, indent=2, default=str))
         rows.append({"model": model_name, "label": config.label, "decoding": config.name,
                      "num_beams": config.num_beams, "n_images": len(ids), **result["scores"],
-                     "captions_per_s": speed["captions_per_s"], "peak_mb": speed["peak_mb"],
+                     **{k: speed[k] for k in ("captions_per_s", "captions_per_s_median", "captions_per_s_min",
+                                              "captions_per_s_max", "timed_calls")},
+                     "peak_mb": speed["peak_mb"],
                      "delta_mb": speed["delta_mb"], "run_dir": str(run_dir)})
     return pd.DataFrame(rows)
 
