@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
-# No MPLBACKEND here: kernels draw figures inline (ipykernel's default; medcap_utils.reproduce sets it for papermill),
+# No MPLBACKEND here: kernels draw figures inline (ipykernel's default; medcap_utils.runner.reproduce sets it for papermill),
 # tests/conftest.py gives pytest Agg, and scripts without a display fall back to Agg by themselves.
 
 .PHONY: help env lab badges reproduce repeat-check test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
@@ -67,17 +67,17 @@ lab: env
 
 # The "Open in Colab" badge and the Colab setup cell of every notebook, from pyproject.toml's Repository and version.
 badges: env
-	$(PY) -m medcap_utils.colab badges
+	$(PY) -m medcap_utils.runner.colab badges
 
 demo-data: env
 	$(PY) -m medcap_utils.data synth --out data/demo --seed 0
 
 reproduce: env
-	$(PY) -m medcap_utils.reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
+	$(PY) -m medcap_utils.runner.reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
 
 # Same inputs, same numbers: two fresh runs into build/repeat/{a,b}, compared value by value (timings aside).
 repeat-check: env
-	$(PY) -m medcap_utils.repeat_check --profile $(PROFILE) --out build/repeat
+	$(PY) -m medcap_utils.runner.repeat_check --profile $(PROFILE) --out build/repeat
 
 test: env chromium
 	$(PY) -m pytest -q tests
@@ -93,7 +93,7 @@ smoke-fixtures: env
 
 smoke: smoke-fixtures
 	HF_HOME=$(abspath $(SMOKE))/hf HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-	  $(PY) -m medcap_utils.reproduce --profile rocov2-smoke
+	  $(PY) -m medcap_utils.runner.reproduce --profile rocov2-smoke
 	$(PY) -m pytest -q tests/test_smoke_run.py --smoke-reports $(SMOKE)/reports
 
 # Every checkpoint a profile names, into the Hugging Face cache (on a machine with network access).
@@ -118,15 +118,15 @@ test-latest:
 BENCH_PY   ?= $(PY)
 BENCH_ARGS ?= --json --out reports/benchmarks --captions ../shared/data/rocov2-sample/test_captions.csv
 bench-gpu:
-	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 4 --profile $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.bench decode --model base --batch-size 512 --num-beams 3 --steps 4 --warmup 1 --profile $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.bench decode --model base --batch-size 256 --num-beams 1 --steps 4 --warmup 1 $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile-fast-only $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.bench train --model large --batch-size 64 --steps 20 --warmup 4 $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.bench train --model large --image-size 384 --batch-size 32 --steps 10 --warmup 3 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench train --model base --batch-size 256 --steps 20 --warmup 4 --profile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench decode --model base --batch-size 512 --num-beams 3 --steps 4 --warmup 1 --profile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench decode --model base --batch-size 256 --num-beams 1 --steps 4 --warmup 1 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile-fast-only $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench train --model large --batch-size 64 --steps 20 --warmup 4 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.bench train --model large --image-size 384 --batch-size 32 --steps 10 --warmup 3 $(BENCH_ARGS)
 # fast vs plain loss curves in fp32 and bf16 on the GPU's kernels (CURVES_ARGS: --out DIR --captions CSV --vocab-dir DIR)
-	$(BENCH_PY) -m medcap_utils.loss_curves --model base --image-size 224 --batch-size 64 --steps 300 $(CURVES_ARGS)
+	$(BENCH_PY) -m medcap_utils.runner.loss_curves --model base --image-size 224 --batch-size 64 --steps 300 $(CURVES_ARGS)
 
 clean-reports:
 	rm -rf reports/notebooks reports/figures reports/tables reports/runs reports/manifest.json

@@ -1,9 +1,11 @@
 """medcap_utils: all the logic behind medcap's numbered notebooks.
 
-Notebooks tell the story; this package does the work. Sub-packages:
-``data`` (ROCOv2 reader, validator, demo synthesiser, image cache), ``metrics`` (one module per
-metric family), ``models`` (one module per paper's model), ``training`` (Accelerate loop),
-``evaluate`` / ``caption`` / ``reproduce`` (command-line entry points).
+Notebooks tell the story; this package does the work. Layers, each importing only those before it
+(CONTRIBUTING.md; tests/test_layout.py): the root's infrastructure modules (paths, atomic writes, devices, the
+hub, progress, figures and tables), ``data``, ``metrics``, ``models`` (architectures), ``decoding``, ``training``
+(the Accelerate loop, recipes), ``evaluation``, ``analysis`` (where models look), ``explorer``, ``runner``
+(commands that drive runs), and ``experiments`` (one module per numbered notebook, imported by nothing).
+``medcap`` (:mod:`medcap_utils.cli`) is the command line.
 """
 
 __version__ = "0.1.0"

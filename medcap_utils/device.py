@@ -120,7 +120,7 @@ def resolve_mixed_precision(requested: str = "auto", device: str | torch.device 
     ``auto``: bf16 on cc >= 8.0, fp16 (+ GradScaler, added by Accelerate) on cc >= 7.0, fp32 below and on CPU.
     An explicit ``bf16`` on a GPU below cc 8.0 falls back to fp16 (never emulated bf16); any mixed precision
     on a CPU falls back to fp32, unless ``allow_cpu_autocast`` (studies of bf16 numerics on a CPU, e.g.
-    :mod:`medcap_utils.loss_curves`) keeps an explicit ``bf16``. ``verbose`` prints the reason whenever the
+    :mod:`medcap_utils.runner.loss_curves`) keeps an explicit ``bf16``. ``verbose`` prints the reason whenever the
     result differs from the request.
     """
     if requested not in MIXED_PRECISION_CHOICES:

@@ -1,7 +1,7 @@
 """The five seed papers (``../shared/seeds/``): what each claims, the numbers it reports, which
 notebooks reproduce it and which runs in ``reports/runs/`` come from those notebooks.
 
-Read by :mod:`medcap_utils.report_summary` (the per-paper summary at the top of ``REPORT.md``), by
+Read by :mod:`medcap_utils.evaluation.report_summary` (the per-paper summary at the top of ``REPORT.md``), by
 :mod:`medcap_utils.plotting` (one colour family per notebook) and by notebook 08's summary table.
 Titles, authors and links are given only where the paper text or ``../shared/reference.md`` states
 them; ``link`` is None otherwise.

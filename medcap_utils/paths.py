@@ -27,7 +27,7 @@ def resolve(path: str | os.PathLike) -> Path:
 
 def reports_root() -> Path:
     """Where a run's outputs go: ``reports/`` in the repository, or ``MEDCAP_REPORTS`` (set by
-    ``medcap_utils.reproduce`` from a profile's ``reports:`` key, so the CI smoke run of the rocov2 profile
+    ``medcap_utils.runner.reproduce`` from a profile's ``reports:`` key, so the CI smoke run of the rocov2 profile
     never mixes its tiny stand-in models and runs with the demo's)."""
     env = os.environ.get("MEDCAP_REPORTS")
     return resolve(env) if env else repo_root() / "reports"

@@ -315,7 +315,7 @@ def test_check_cli_with_a_fifo_image_and_decoding_does_not_hang(tmp_path):
 
 
 def test_caption_cli_fifo_image_is_a_one_line_error(tmp_path, capsys):
-    from medcap_utils.caption import main as caption_main
+    from medcap_utils.runner.caption import main as caption_main
 
     fifo = tmp_path / "scan.jpg"
     os.mkfifo(fifo)
@@ -327,7 +327,7 @@ def test_caption_cli_fifo_image_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_caption_cli_bad_dataset_csv_named_before_the_model_loads(tmp_path, capsys):
-    from medcap_utils.caption import main as caption_main
+    from medcap_utils.runner.caption import main as caption_main
 
     root = make_split(tmp_path / "d", captions=_csv_bytes("ID,Caption", caption_rows() + [f"{IDS[0]},again"]))
     code = caption_main(["--model", str(tmp_path / "no-such-model"), "--data-dir", str(root), "--split", "test",
@@ -368,7 +368,7 @@ def test_full_disk_is_a_named_error_before_the_memory_map(tmp_path, monkeypatch)
 # --- evaluate: the ground truth goes through the same reader; outputs are atomic -------------------------
 
 def _run_file(tmp_path: Path, task: str) -> Path:
-    from medcap_utils.runfiles import write_caption_run, write_concept_run
+    from medcap_utils.evaluation.runfiles import write_caption_run, write_concept_run
 
     if task == "captions":
         return write_caption_run(tmp_path / "run.csv", {i: "axial ct" for i in IDS})
@@ -389,7 +389,7 @@ GT_CASES = [
 
 @pytest.mark.parametrize("case,task,flag,data,line", GT_CASES, ids=[c[0] for c in GT_CASES])
 def test_evaluate_bad_ground_truth_exits_2_naming_file_and_line(tmp_path, capsys, case, task, flag, data, line):
-    from medcap_utils.evaluate import main as evaluate_main
+    from medcap_utils.evaluation.evaluate import main as evaluate_main
 
     bad = tmp_path / "bad.csv"
     bad.write_bytes(data)
@@ -408,7 +408,7 @@ def test_evaluate_bad_ground_truth_exits_2_naming_file_and_line(tmp_path, capsys
 
 
 def test_evaluate_missing_ground_truth_exits_2(tmp_path, capsys):
-    from medcap_utils.evaluate import main as evaluate_main
+    from medcap_utils.evaluation.evaluate import main as evaluate_main
 
     code = evaluate_main(["captions", "--gt", str(tmp_path / "nothing.csv"), "--pred", str(_run_file(tmp_path, "captions")),
                           "--metrics", "rouge1", "--bootstrap", "0", "--out", str(tmp_path / "m.json")])
@@ -426,7 +426,7 @@ def test_evaluate_outputs_are_whole_or_absent_when_writes_fail(tmp_path):
     code = ("import resource, signal, sys\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))\n"
-            "from medcap_utils.evaluate import main\n"
+            "from medcap_utils.evaluation.evaluate import main\n"
             f"sys.exit(main(['captions', '--gt', {str(gt)!r}, '--pred', {str(run)!r}, '--metrics', 'rouge1',"
             f" '--bootstrap', '0', '--out', {str(out)!r}]))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
@@ -441,7 +441,7 @@ def test_evaluate_outputs_are_whole_or_absent_when_writes_fail(tmp_path):
 
 
 def test_evaluate_images_dir_fifo_is_named_not_opened(tmp_path):
-    from medcap_utils.evaluate import image_paths_for
+    from medcap_utils.evaluation.evaluate import image_paths_for
 
     images = tmp_path / "images"
     images.mkdir()
@@ -453,7 +453,7 @@ def test_evaluate_images_dir_fifo_is_named_not_opened(tmp_path):
 
 @pytest.mark.parametrize("caption", ["", "   "], ids=["empty", "whitespace"])
 def test_empty_caption_never_becomes_a_training_target(tmp_path, caption):
-    from medcap_utils.models.captioning_data import caption_dataset
+    from medcap_utils.training.captioning_data import caption_dataset
 
     root = make_split(tmp_path / "d", captions=_csv_bytes("ID,Caption", _with(caption_rows(), 2, f'{IDS[2]},"{caption}"')))
     with pytest.raises(MalformedCSVError) as error:

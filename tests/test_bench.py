@@ -1,10 +1,10 @@
-"""``python -m medcap_utils.bench`` on CPU with the tiny BLIP: both paths timed, FLOPs counted, the fast
+"""``python -m medcap_utils.runner.bench`` on CPU with the tiny BLIP: both paths timed, FLOPs counted, the fast
 decoder checked against ``generate`` on the timed batches, results written; the projection's arithmetic."""
 import json
 
 import pytest
 
-from medcap_utils.bench import blip_config, main, peak_tflops, projection
+from medcap_utils.runner.bench import blip_config, main, peak_tflops, projection
 
 
 def _run(tmp_path, capsys, *args):

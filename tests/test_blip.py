@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medcap_utils.models.blip import (blip_tokenizer, build_demo_blip, caption_targets, freeze, generate_captions,
-                                      load_blip, make_blip_loss, set_label_smoothing)
+from medcap_utils.decoding.blip import generate_captions
+from medcap_utils.models.blip import (blip_tokenizer, build_demo_blip, caption_targets, freeze, load_blip,
+                                      make_blip_loss, set_label_smoothing)
 
 CAPTIONS = ["Axial CT of the chest shows a nodule (white arrow).", "Knee radiograph.",
             "Brain MRI, sagittal T2-weighted image without abnormality.", "Abdominal ultrasound."]
@@ -133,11 +134,11 @@ def test_generated_captions_are_plain_text(tiny_blip):
 def test_demo_blip_learns_beyond_untrained_and_most_frequent_caption(demo_root_480_200, tmp_path):
     """Item 9 of the BLIP issue: the fine-tuned demo BLIP beats an untrained one and the most frequent
     training caption on the test split, clearly, in BLEU-4 and in naming the right modality."""
-    from medcap_utils.baselines import most_frequent_caption
+    from medcap_utils.evaluation.baselines import most_frequent_caption
     from medcap_utils.metrics.coco import coco_scores
     from medcap_utils.metrics.modality import modality_mention_rate
-    from medcap_utils.models.blip_training import initial_model, load_blip_recipe, train_blip_recipe
-    from medcap_utils.models.captioning_data import caption_dataset
+    from medcap_utils.training.blip import initial_model, load_blip_recipe, train_blip_recipe
+    from medcap_utils.training.captioning_data import caption_dataset
 
     recipe = load_blip_recipe("configs/recipes/2q2t-2024.yaml", "blip_base", "demo", epochs=40, log_every=50)
     recipe["eval_images"] = 0  # speed: validation loss only

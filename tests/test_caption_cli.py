@@ -1,4 +1,4 @@
-"""`python -m medcap_utils.caption`: one caption per image file, the same as the Python function, and a
+"""`python -m medcap_utils.runner.caption`: one caption per image file, the same as the Python function, and a
 dataset-split run written as a valid ImageCLEF run directory."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medcap_utils.caption import caption_images, caption_split
+from medcap_utils.runner.caption import caption_images, caption_split
 from medcap_utils.models.blip import build_demo_blip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def test_cli_prints_one_caption_per_image_like_the_function(model_dir, tmp_path)
         Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)).convert(mode).save(path)
         paths.append(path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "medcap_utils.caption", "--model", str(model_dir),
+    proc = subprocess.run([sys.executable, "-m", "medcap_utils.runner.caption", "--model", str(model_dir),
                            "--max-new-tokens", "6", *map(str, paths)], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -42,7 +42,7 @@ def test_cli_prints_one_caption_per_image_like_the_function(model_dir, tmp_path)
 
 
 def test_cli_without_images_is_an_error(model_dir):
-    proc = subprocess.run([sys.executable, "-m", "medcap_utils.caption", "--model", str(model_dir)],
+    proc = subprocess.run([sys.executable, "-m", "medcap_utils.runner.caption", "--model", str(model_dir)],
                           capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode != 0 and "IMAGE" in proc.stderr
@@ -50,7 +50,7 @@ def test_cli_without_images_is_an_error(model_dir):
 
 def test_split_run_is_a_valid_imageclef_run(model_dir, demo_root, tmp_path):
     from medcap_utils.data.rocov2 import split_frame
-    from medcap_utils.runfiles import read_run_dir, read_run_file
+    from medcap_utils.evaluation.runfiles import read_run_dir, read_run_file
 
     run_dir = caption_split(str(model_dir), demo_root, "test", "cli_test", max_new_tokens=5, runs_root=tmp_path)
     info, run_file = read_run_dir(run_dir)
@@ -73,7 +73,7 @@ def test_cli_captions_with_a_hub_id_from_the_local_cache(tmp_path):
         paths.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(paths[-1])
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "medcap_utils.caption", "--model", hub_id, "--max-new-tokens", "6", *map(str, paths)]
+    cmd = [sys.executable, "-m", "medcap_utils.runner.caption", "--model", hub_id, "--max-new-tokens", "6", *map(str, paths)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 3

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import medcap_utils
-from medcap_utils import colab
-from medcap_utils.reproduce import numbered_notebooks
+from medcap_utils.runner import colab
+from medcap_utils.runner.reproduce import numbered_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = numbered_notebooks(REPO / "notebooks")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medcap_utils.cross_attention import aggregate, blip_cross_attention, mass_in_box, plot_gallery, upsample
+from medcap_utils.analysis.cross_attention import aggregate, blip_cross_attention, mass_in_box, plot_gallery, upsample
 from medcap_utils.models.blip import build_demo_blip, load_blip, pixel_values
 
 CAPTIONS = ["axial ct of the chest shows a mass", "sagittal mri of the spine", "ultrasound of the liver",

@@ -8,15 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from medcap_utils.decoding import (
-    DECODING_GRID,
-    DecodingConfig,
-    PeakMemory,
-    blip_captioner,
-    paper_table1,
-    repeated_ngrams,
-    run_decoding_grid,
-)
+from medcap_utils.decoding.captioners import DecodingConfig, PeakMemory, blip_captioner, repeated_ngrams
+from medcap_utils.experiments.decoding_experiments import DECODING_GRID, paper_table1, run_decoding_grid
 from medcap_utils.models.blip import build_demo_blip, load_blip, pixel_values
 
 CAPTIONS = ["axial ct of the chest shows a mass", "sagittal mri of the spine", "ultrasound of the liver",

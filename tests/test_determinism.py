@@ -144,7 +144,7 @@ def test_medcsra_starts_from_the_recipe_seed_not_from_the_process_random_state(d
 
     import torch
 
-    from medcap_utils import concept_detection as cd
+    from medcap_utils.training import medcsra as cd
 
     class Stop(Exception):
         pass

@@ -1,4 +1,4 @@
-"""``python -m medcap_utils.evaluate``: JSON layout, pycocoevalcap names, validation exit codes."""
+"""``python -m medcap_utils.evaluation.evaluate``: JSON layout, pycocoevalcap names, validation exit codes."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from medcap_utils.data.rocov2 import read_captions, read_concepts
-from medcap_utils.evaluate import evaluate_captions, main
-from medcap_utils.runfiles import write_caption_run, write_concept_run
+from medcap_utils.evaluation.evaluate import evaluate_captions, main
+from medcap_utils.evaluation.runfiles import write_caption_run, write_concept_run
 
 
 def test_captions_cli_coco(sample_dir, tmp_path):
@@ -18,7 +18,7 @@ def test_captions_cli_coco(sample_dir, tmp_path):
     pred = {i: " ".join(c.split()[:6]) for i, c in zip(gt.ID, gt.Caption)}
     run = write_caption_run(tmp_path / "run.csv", pred)
     out = tmp_path / "metrics.json"
-    proc = subprocess.run([sys.executable, "-m", "medcap_utils.evaluate", "captions", "--gt",
+    proc = subprocess.run([sys.executable, "-m", "medcap_utils.evaluation.evaluate", "captions", "--gt",
                            str(sample_dir / "test_captions.csv"), "--pred", str(run), "--protocol", "coco",
                            "--metrics", "Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr", "rouge1", "--bootstrap", "200",
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
@@ -39,7 +39,7 @@ def test_invalid_run_exits_nonzero_with_line(sample_dir, tmp_path):
     run = tmp_path / "run.csv"
     lines = ["ID,Caption"] + [f"{i},x" for i in gt.ID] + [f"{gt.ID[0]},again"]
     run.write_text("\n".join(lines) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "medcap_utils.evaluate", "captions", "--gt",
+    proc = subprocess.run([sys.executable, "-m", "medcap_utils.evaluation.evaluate", "captions", "--gt",
                            str(sample_dir / "test_captions.csv"), "--pred", str(run), "--out",
                            str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and f"line {len(lines)}" in proc.stderr and "repeated" in proc.stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medcap_utils import evaluate_runs
+from medcap_utils.evaluation import evaluate_runs
 from medcap_utils.data.rocov2 import read_captions, read_concepts
-from medcap_utils.runfiles import write_run_dir
+from medcap_utils.evaluation.runfiles import write_run_dir
 
 
 def test_baselines_and_all_runs(demo_root, tmp_path):

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcap_utils.attention_maps import read_attention_map, write_attention_maps
-from medcap_utils.explorer_data import ExplorerData
+from medcap_utils.analysis.attention_maps import read_attention_map, write_attention_maps
+from medcap_utils.explorer.data import ExplorerData
 from medcap_utils.testing.explorer_fixture import CAPTION_RUNS, CONCEPT_RUN, write_explorer_fixture
 
 FIRST, SECOND = "ROCOv2_2023_test_000001", "ROCOv2_2023_test_000002"
@@ -109,7 +109,7 @@ def test_reference_falls_back_to_the_score_files(fixture):
 
 
 def test_widget_changes_with_the_image(fixture):
-    from medcap_utils.explorer import NO_MAP, explore
+    from medcap_utils.explorer.app import NO_MAP, explore
 
     explorer = explore(reports=fixture.reports, data_dir=fixture.data)
     assert explorer.image.value == FIRST and "Chest X-ray" in explorer.reference.value

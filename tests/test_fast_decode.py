@@ -7,8 +7,8 @@ steps, so beam finalisation, the early-stopping heuristic and padding are exerci
 import pytest
 import torch
 
-from medcap_utils.decoding import repeated_ngrams
-from medcap_utils.fast_decode import UnsupportedGeneration, ban_repeated_ngrams, fast_generate
+from medcap_utils.decoding.captioners import repeated_ngrams
+from medcap_utils.decoding.blip_fast import UnsupportedGeneration, ban_repeated_ngrams, fast_generate
 from medcap_utils.models.blip import demo_blip_config
 
 VOCAB, BOS, PAD, SEP = 40, 1, 0, 2
@@ -123,7 +123,7 @@ def test_caption_engines_agree(models):
     """``generate_captions`` (notebooks 02-04, decoding grid) gives the same captions with either engine."""
     import numpy as np
 
-    from medcap_utils.models.blip import generate_captions
+    from medcap_utils.decoding.blip import generate_captions
 
     class Processor:
         image_processor = type("IP", (), {"image_mean": [0.5] * 3, "image_std": [0.25] * 3})()
@@ -141,7 +141,7 @@ def test_caption_engines_agree(models):
 def test_cross_attention_keys_are_stored_contiguous(models):
     """Per-image keys/values are stored so the per-step matmuls read them in place (a strided view made
     torch.matmul copy every layer's keys and values at every step: 7.4 GB per step at beam 3, batch 512)."""
-    from medcap_utils.fast_decode import BlipStepper
+    from medcap_utils.decoding.blip_fast import BlipStepper
 
     model = models[0]
     embeds = model.vision_model(pixel_values=pixels(3, 0)).last_hidden_state
@@ -156,7 +156,7 @@ def test_cross_attention_keys_are_stored_contiguous(models):
 def test_reused_decoder_state_gives_the_same_tokens(models, num_beams):
     """A GPU session keeps stepper and search between batches (CUDA graphs replay them): after ``reset`` a
     second batch through the same state must decode as a fresh one, beam histories (the slot table) included."""
-    from medcap_utils.fast_decode import BeamSearch, BlipStepper, resolve_generation_config, run_search
+    from medcap_utils.decoding.blip_fast import BeamSearch, BlipStepper, resolve_generation_config, run_search
 
     model, n, max_length = models[2], 4, 14
     kwargs = dict(num_beams=num_beams, no_repeat_ngram_size=3, max_length=max_length)

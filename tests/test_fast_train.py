@@ -153,8 +153,8 @@ def test_length_grouped_sampler():
 def test_finetune_blip_fast_follows_plain(tiny, tmp_path):
     """Through the shared loop (notebook 02's call): same per-epoch losses, eager attention given back."""
     from medcap_utils.data.cache import ImageCache
-    from medcap_utils.models.blip_training import finetune_blip
-    from medcap_utils.models.captioning_data import CaptionImageCacheDataset
+    from medcap_utils.training.blip import finetune_blip
+    from medcap_utils.training.captioning_data import CaptionImageCacheDataset
     from medcap_utils.training import TrainConfig
 
     model, processor = tiny
@@ -175,7 +175,7 @@ def test_pixels_indexed_from_a_device_cache_give_the_same_loss(tiny, tmp_path):
     """Batches carrying cache rows instead of pixels (the GPU path of finetune_blip) give the same loss."""
     from medcap_utils.data.cache import ImageCache
     from medcap_utils.models.blip_fast import images_to_device
-    from medcap_utils.models.captioning_data import CaptionImageCacheDataset, make_caption_collate
+    from medcap_utils.training.captioning_data import CaptionImageCacheDataset, make_caption_collate
 
     model, processor = tiny
     images = np.random.default_rng(3).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)

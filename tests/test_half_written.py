@@ -63,7 +63,7 @@ RECIPE = {"model": None, "image_size": 32, "build": {}}
 
 
 def test_kill_while_building_demo_blip_init_leaves_nothing_and_is_rebuilt(tmp_path, fake_demo_blip):
-    from medcap_utils.models.blip_training import initial_model
+    from medcap_utils.training.blip import initial_model
 
     with pytest.raises(_Killed):
         initial_model(RECIPE, tmp_path / "data", tmp_path / "out")
@@ -75,7 +75,7 @@ def test_kill_while_building_demo_blip_init_leaves_nothing_and_is_rebuilt(tmp_pa
 
 
 def test_init_left_half_written_by_an_older_run_is_rebuilt(tmp_path, fake_demo_blip):
-    from medcap_utils.medblip_ablation import start_model
+    from medcap_utils.experiments.medblip_ablation import start_model
 
     init = tmp_path / "out" / "init"
     init.mkdir(parents=True)
@@ -88,7 +88,7 @@ def test_init_left_half_written_by_an_older_run_is_rebuilt(tmp_path, fake_demo_b
 
 
 def test_kill_while_writing_lstm_demo_encoder_leaves_nothing(tmp_path, monkeypatch):
-    from medcap_utils.models.lstm_captioner_pipeline import _encoder_path
+    from medcap_utils.experiments.explainable_lstm_captioner import _encoder_path
 
     original = ResNetModel.save_pretrained
 
@@ -159,7 +159,7 @@ class _FakeBlip:
 
 
 def test_kill_during_final_blip_save_is_not_taken_for_a_finished_model(tmp_path, monkeypatch):
-    import medcap_utils.models.blip_training as bt
+    import medcap_utils.training.blip as bt
     from medcap_utils.training import TrainResult
 
     out = tmp_path / "blip"
@@ -178,7 +178,7 @@ def test_kill_during_final_blip_save_is_not_taken_for_a_finished_model(tmp_path,
 
 
 def test_kill_during_run_dir_write_keeps_the_previous_run(tmp_path, monkeypatch):
-    from medcap_utils.runfiles import read_run_dir, read_run_file, write_run_dir
+    from medcap_utils.evaluation.runfiles import read_run_dir, read_run_file, write_run_dir
 
     write_run_dir("r", "captions", "test", "d", {"a": "old caption"}, runs_root=tmp_path)
     real = Path.write_text
@@ -201,7 +201,7 @@ def quick_repo(tmp_path, monkeypatch):
     """Three numbered notebooks; papermill and the slow provenance probes replaced (no kernel starts)."""
     import papermill
 
-    from medcap_utils import reproduce
+    from medcap_utils.runner import reproduce
 
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "configs").mkdir()
@@ -221,7 +221,7 @@ def quick_repo(tmp_path, monkeypatch):
 
 
 def test_full_disk_while_writing_the_manifest_keeps_the_previous_one(quick_repo, monkeypatch):
-    from medcap_utils import reproduce
+    from medcap_utils.runner import reproduce
 
     root, _ = quick_repo
     assert reproduce.run("demo", root=root) == 0
@@ -246,7 +246,7 @@ def test_full_disk_while_writing_the_manifest_keeps_the_previous_one(quick_repo,
 
 
 def test_only_writes_a_partial_manifest_and_keeps_the_full_one(quick_repo):
-    from medcap_utils import reproduce
+    from medcap_utils.runner import reproduce
 
     root, ran = quick_repo
     assert reproduce.run("demo", root=root) == 0
@@ -258,7 +258,7 @@ def test_only_writes_a_partial_manifest_and_keeps_the_full_one(quick_repo):
 
 
 def test_only_with_a_prefix_that_matches_nothing_is_refused(quick_repo):
-    from medcap_utils import reproduce
+    from medcap_utils.runner import reproduce
 
     root, ran = quick_repo
     with pytest.raises(SystemExit, match="--only 99 matches no notebook"):
@@ -426,7 +426,7 @@ def test_resume_compares_every_recorded_field_and_allows_the_legitimate_ones(fin
 
 
 def test_reuse_of_a_finished_blip_folder_trained_with_another_recipe_is_refused(tmp_path, monkeypatch):
-    import medcap_utils.models.blip_training as bt
+    import medcap_utils.training.blip as bt
 
     recipe = bt.load_blip_recipe("configs/recipes/2q2t-2024.yaml", "blip_base", "demo")
     out = tmp_path / "blip"
@@ -449,7 +449,7 @@ def test_reuse_of_a_finished_blip_folder_trained_with_another_recipe_is_refused(
 
 
 def test_reuse_of_a_finished_blip_folder_with_more_epochs_trains_on_from_its_checkpoints(tmp_path, monkeypatch):
-    import medcap_utils.models.blip_training as bt
+    import medcap_utils.training.blip as bt
 
     recipe = bt.load_blip_recipe("configs/recipes/2q2t-2024.yaml", "blip_base", "demo")
     out = tmp_path / "blip"
@@ -469,7 +469,7 @@ def test_reuse_of_a_finished_blip_folder_with_more_epochs_trains_on_from_its_che
 @pytest.mark.parametrize("override, outcome", [({"lr": 0.5}, "refused"), ({"epochs": 99}, "trained"),
                                                ({"progress": True}, "reused")])
 def test_reuse_of_a_finished_lstm_captioner_compares_the_recorded_settings(tmp_path, monkeypatch, override, outcome):
-    import medcap_utils.models.lstm_captioner_pipeline as pipe
+    import medcap_utils.experiments.explainable_lstm_captioner as pipe
 
     recipe = {"model": {"encoder": "demo", "width": 8}, "train": {"lr": 0.1, "epochs": 2}, "text": {}}
     (tmp_path / "model").mkdir()
@@ -487,8 +487,8 @@ def test_reuse_of_a_finished_lstm_captioner_compares_the_recorded_settings(tmp_p
 
 
 def test_reuse_of_a_saved_medblip_variant_trained_with_another_lr_is_refused(tmp_path, monkeypatch):
-    import medcap_utils.medblip_ablation as ab
-    from medcap_utils.models.blip_training import recorded_settings
+    import medcap_utils.experiments.medblip_ablation as ab
+    from medcap_utils.training.blip import recorded_settings
 
     recipe = ab.ablation_recipe("demo", width=32, epochs=1, lr=1e-3)
     (tmp_path / "full").mkdir()

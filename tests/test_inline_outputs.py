@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from medcap_utils import reproduce
+from medcap_utils.runner import reproduce
 from medcap_utils.report import FIGURE_KEY, figures_not_inline
 
 PARAMS = 'profile: str = "demo"\ndata_dir: str = "data/demo"\n'

@@ -1,9 +1,9 @@
-"""Fast vs plain BLIP training curves (medcap_utils.loss_curves, issue 6): the verdict can fail, and a
+"""Fast vs plain BLIP training curves (medcap_utils.runner.loss_curves, issue 6): the verdict can fail, and a
 short CPU run in fp32 and bf16 (autocast) agrees."""
 import numpy as np
 import pytest
 
-from medcap_utils.loss_curves import RUNS, compare
+from medcap_utils.runner.loss_curves import RUNS, compare
 
 
 def _curves(rng, offset=0.0, noise=1e-3):
@@ -24,7 +24,7 @@ def test_verdict_accepts_bf16_rounding_and_rejects_a_shifted_curve():
 
 @pytest.mark.slow
 def test_fast_and_plain_blip_curves_agree_in_bf16(tmp_path):
-    from medcap_utils.loss_curves import run
+    from medcap_utils.runner.loss_curves import run
 
     table, summary = run("tiny", image_size=32, batch_size=4, steps=24, lr=1e-3, data_dir=str(tmp_path / "none"))
     assert list(table.columns) == ["plain_fp32", "plain_bf16", "fast_fp32", "fast_bf16"] and len(table) == 24

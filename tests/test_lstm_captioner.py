@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import ResNetModel
 
-from medcap_utils.augment import FlipCropConfig, center_crop, random_flip_crop
-from medcap_utils.explain import attention_hit_rate
+from medcap_utils.data.augment import FlipCropConfig, center_crop, random_flip_crop
+from medcap_utils.analysis.explain import attention_hit_rate
 from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig, load_visual_encoder,
                                                 small_resnet_config)
 
@@ -136,8 +136,8 @@ def test_attention_override_replaces_only_that_step():
 def test_counterfactual_probe_rows_and_a_model_that_cannot_look(demo_root):
     """A model whose attention scores are all zero attends uniformly, so its own attention and the
     forced uniform attention give the same likelihood; looking at the box gives another one."""
-    from medcap_utils.models import lstm_captioner_pipeline as xai
-    from medcap_utils.text_preprocessing import CaptionTextConfig
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
+    from medcap_utils.data.text_preprocessing import CaptionTextConfig
 
     text = CaptionTextConfig(stem=False, remove_stop_words=False, min_freq=1, max_len=40)
     test = xai.split_frame(demo_root, "test")
@@ -239,7 +239,7 @@ def train_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_run(train_root, tmp_path_factory):
     """The demo recipe trained on ``train_root`` (one torch thread, ~1 min on 2 shared cores)."""
-    from medcap_utils.models import lstm_captioner_pipeline as xai
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
     from medcap_utils.paths import repo_root
 
     threads = torch.get_num_threads()
@@ -263,7 +263,7 @@ def untrained_model(xai, recipe, vocab, labels, out_dir, seed=0):
 
 @pytest.mark.slow
 def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, train_root):
-    from medcap_utils.baselines import most_frequent_caption
+    from medcap_utils.evaluation.baselines import most_frequent_caption
 
     xai, recipe, out, test, images = demo_run
     gt = dict(zip(test["id"], test["caption"]))
@@ -286,8 +286,8 @@ def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, train_ro
 
 def test_finding_word_steps_point_at_the_finding_and_location_words(demo_root):
     """The measured steps are the ones that emit the finding word and the side/location words after it."""
-    from medcap_utils.models import lstm_captioner_pipeline as xai
-    from medcap_utils.text_preprocessing import CaptionTextConfig
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
+    from medcap_utils.data.text_preprocessing import CaptionTextConfig
 
     text = CaptionTextConfig(stem=False, remove_stop_words=False, min_freq=1, max_len=40)
     test = xai.split_frame(demo_root, "test")
@@ -316,7 +316,7 @@ def test_finding_word_steps_point_at_the_finding_and_location_words(demo_root):
 def test_training_is_a_function_of_the_recipe_seed(demo_root, tmp_path):
     """Two runs with the same recipe give the same weights whatever ran before in the process (the initial
     weights were once drawn from the global generator, so results depended on test order)."""
-    from medcap_utils.models import lstm_captioner_pipeline as xai
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
     from medcap_utils.paths import repo_root
 
     recipe = xai.load_recipe(repo_root() / "configs/recipes/xai-lstm-2021.yaml", "demo")
@@ -363,7 +363,7 @@ def grounded(res: dict) -> bool:
 
 def test_untrained_attention_does_not_pass_the_grounding_check(demo_root, heldout_root, tmp_path):
     """The check can fail: the same architecture with random weights does not look at the finding."""
-    from medcap_utils.models import lstm_captioner_pipeline as xai
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
     from medcap_utils.paths import repo_root
 
     recipe = xai.load_recipe(repo_root() / "configs/recipes/xai-lstm-2021.yaml", "demo")

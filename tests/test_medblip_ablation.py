@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from medcap_utils import medblip_ablation as ab
+from medcap_utils.experiments import medblip_ablation as ab
 from medcap_utils.models.blip import build_demo_blip, load_blip
-from medcap_utils.models.captioning_data import caption_dataset
+from medcap_utils.training.captioning_data import caption_dataset
 from medcap_utils.training import TrainConfig
 
 
@@ -70,7 +70,7 @@ def test_zero_shot_model_too_big_for_the_gpu_is_skipped_before_loading(tmp_path,
     read: the folder holds only the real config.json), while BLIP-2's row is left to load."""
     from test_precision import fake_gpu, instructblip_7b_config
 
-    from medcap_utils import medblip_ablation as ab
+    from medcap_utils.experiments import medblip_ablation as ab
 
     folder = tmp_path / "instructblip-vicuna-7b"
     instructblip_7b_config().save_pretrained(folder)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import ResNetConfig
 
-from medcap_utils.batch_augment import AugmentConfig, augment_batch, random_affine_crop
+from medcap_utils.data.batch_augment import AugmentConfig, augment_batch, random_affine_crop
 from medcap_utils.models.medcsra import (MedCSRA, build_medcsra, demo_resnet_config, load_resnet_backbone)
 
 K = 5
@@ -124,7 +124,7 @@ def test_augmentations_identity_flip_and_range():
 
 # ------------------------------------------------------------------------- data and thresholds
 def test_class_set_threshold_counts_and_multi_hot():
-    from medcap_utils.concept_detection import build_class_set, multi_hot
+    from medcap_utils.training.medcsra import build_class_set, multi_hot
 
     train = [["C1", "C2"], ["C1"], ["C1", "C3", "C1"], ["c2"]]
     cs = build_class_set(train, min_count=2)
@@ -135,7 +135,7 @@ def test_class_set_threshold_counts_and_multi_hot():
 
 
 def test_threshold_curve_and_argmax_selection():
-    from medcap_utils.concept_detection import THRESHOLDS, best_threshold, probs_to_concepts, threshold_curve
+    from medcap_utils.training.medcsra import THRESHOLDS, best_threshold, probs_to_concepts, threshold_curve
 
     assert THRESHOLDS[0] == 0.05 and THRESHOLDS[-1] == 0.55 and len(THRESHOLDS) == 11
     classes = ["A", "B", "C"]
@@ -157,7 +157,7 @@ def test_threshold_curve_and_argmax_selection():
 
 
 def test_pixel_recipe_train_augments_eval_resizes():
-    from medcap_utils.concept_detection import IMAGENET_MEAN, PixelRecipe
+    from medcap_utils.training.medcsra import IMAGENET_MEAN, PixelRecipe
 
     pixels = torch.full((2, 48, 48, 3), 255, dtype=torch.uint8)
     pixels[1] = 0
@@ -174,7 +174,7 @@ def test_pixel_recipe_train_augments_eval_resizes():
 def test_training_with_csra_head_and_augmentations_keeps_best_copy(demo_root, tmp_path):
     """A few steps with the CSRA head and the authors' augmentations: the history carries the sweep's
     metrics and the returned model gives the same outputs as the best copy saved by the trainer."""
-    from medcap_utils import concept_detection as cd
+    from medcap_utils.training import medcsra as cd
 
     recipe = cd.load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
     recipe["model"].update(head="csra", temperature=2.0, width=8)
@@ -194,8 +194,8 @@ def test_training_with_csra_head_and_augmentations_keeps_best_copy(demo_root, tm
 def test_demo_detector_recovers_modality_and_region_far_above_frequency_baseline(demo_root, tmp_path):
     """Trained on the small demo set, MedCSRA must find modality and body-region CUIs on test images
     far better than predicting the k most frequent training CUIs for every image."""
-    from medcap_utils import concept_detection as cd
-    from medcap_utils.baselines import top_k_concepts
+    from medcap_utils.training import medcsra as cd
+    from medcap_utils.evaluation.baselines import top_k_concepts
     from medcap_utils.data.synth import MODALITY_CUI, REGION_CUIS
     from medcap_utils.metrics.concepts import f1_primary, per_image_f1
 

@@ -48,7 +48,7 @@ def test_paired_tests_detect_a_shift_and_not_noise():
 
 
 def test_no_resamples_means_no_interval_but_scores():
-    from medcap_utils.evaluate import evaluate_captions
+    from medcap_utils.evaluation.evaluate import evaluate_captions
 
     result = evaluate_captions({"a": "ct of the chest", "b": "mri of the brain"},
                                {"a": "ct of the chest", "b": "mri of the knee"}, protocol="coco", bootstrap=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sklearn.metrics import f1_score
 
-from medcap_utils.baselines import most_frequent_caption, top_k_concepts
+from medcap_utils.evaluation.baselines import most_frequent_caption, top_k_concepts
 from medcap_utils.metrics.concepts import concept_scores, f1_primary, f1_secondary, per_concept_table, per_image_f1
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medcap_utils.models import msmedcap as M
-from medcap_utils.msmedcap_pretrain import additive_mask, itg_allowed, stage1_losses
+from medcap_utils.training.msmedcap_pretrain import additive_mask, itg_allowed, stage1_losses
 
 CAPTIONS = [
     "Axial CT of the chest shows a nodule in the right lung.",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medcap_utils import colab
+from medcap_utils.runner import colab
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -36,7 +36,7 @@ def test_papermill_reads_every_parameter():
     "Passed unknown parameter" for values it injects; every declared name must survive its parser."""
     from papermill.translators import PythonTranslator
 
-    from medcap_utils.reproduce import declared_parameters, numbered_notebooks
+    from medcap_utils.runner.reproduce import declared_parameters, numbered_notebooks
 
     for path in numbered_notebooks(NOTEBOOKS[0].parent):
         cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))

@@ -318,7 +318,7 @@ def verdict_table(read_run_file, error_type, tmp_path) -> list[tuple]:
 
 
 def test_run_file_verdicts_follow_the_2025_loaders(tmp_path):
-    from medcap_utils.runfiles import RunFileError, read_run_file
+    from medcap_utils.evaluation.runfiles import RunFileError, read_run_file
 
     assert len(RUN_FILES) >= 45
     table = verdict_table(read_run_file, RunFileError, tmp_path)
@@ -329,7 +329,7 @@ def test_run_file_verdicts_follow_the_2025_loaders(tmp_path):
 
 def test_accepted_run_files_score_as_the_organisers(tmp_path):
     """Where both accept, the predictions give the organisers' per-image scores."""
-    from medcap_utils.runfiles import read_run_file
+    from medcap_utils.evaluation.runfiles import read_run_file
 
     for name, task, body, _ in RUN_FILES:
         data = body if isinstance(body, bytes) else body.encode("utf-8")
@@ -347,7 +347,7 @@ def test_accepted_run_files_score_as_the_organisers(tmp_path):
 
 
 def test_departures_say_what_the_official_evaluator_would_do(tmp_path):
-    from medcap_utils.runfiles import RunFileError, read_run_file
+    from medcap_utils.evaluation.runfiles import RunFileError, read_run_file
 
     expected = {"caption: third field (unquoted comma)": "second field",
                 "concept: empty entry inside": "wrong concept",

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from medcap_utils import device as dev
-from medcap_utils.bench import blip_config
+from medcap_utils.runner.bench import blip_config
 from medcap_utils.device import (GIB, DeviceInfo, activation_bytes_per_image, fits_device, inference_dtype,
                                  parameter_count, plan_batch, resolve_mixed_precision, static_train_bytes)
 from medcap_utils.training import TrainConfig, enable_gradient_checkpointing, fit

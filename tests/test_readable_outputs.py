@@ -16,11 +16,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from medcap_utils import explain, plotting, run_summary  # noqa: E402
-from medcap_utils.cross_attention import CrossAttention, plot_gallery  # noqa: E402
+from medcap_utils.analysis import explain  # noqa: E402
+from medcap_utils import plotting
+from medcap_utils.evaluation import run_summary
+from medcap_utils.analysis.cross_attention import CrossAttention, plot_gallery  # noqa: E402
 from medcap_utils.papers import run_group  # noqa: E402
-from medcap_utils.evaluate_runs import COLUMNS  # noqa: E402
-from medcap_utils.runfiles import write_run_dir  # noqa: E402
+from medcap_utils.evaluation.evaluate_runs import COLUMNS  # noqa: E402
+from medcap_utils.evaluation.runfiles import write_run_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = ("Chest CT (axial section) demonstrates a 29 mm mass in the left lung (blue arrow) with a small pleural "
@@ -156,7 +158,7 @@ def test_cross_attention_gallery_has_colour_bar_box_and_full_captions():
 
 
 def test_example_grid_shows_full_captions_within_the_width(tmp_path):
-    from medcap_utils.stats import plot_examples
+    from medcap_utils.data.statistics import plot_examples
 
     paths = []
     for k in range(4):

@@ -1,4 +1,4 @@
-"""The one recipe reader (medcap_utils.recipe) and the profile checks of reproduce.load_profile (issue 14).
+"""The one recipe reader (medcap_utils.training.recipe) and the profile checks of reproduce.load_profile (issue 14).
 
 Bad configurations are written by editing a shipped recipe's text (one replacement, so the rest of the file
 stays real) or as a few lines of YAML, and read through the public readers the notebooks call. The
@@ -26,17 +26,17 @@ SNAPSHOT = Path(__file__).with_name("fixtures") / "recipes_before_i14.json"
 def call(kind: str, path: Path, arg=None, variant=None):
     """The public reader of one recipe kind (the names notebooks and tests call)."""
     if kind == "blip":
-        from medcap_utils.models.blip_training import load_blip_recipe
+        from medcap_utils.training.blip import load_blip_recipe
         model, profile = arg
         return load_blip_recipe(path, model, profile, variant)
     if kind == "medcsra":
-        from medcap_utils.concept_detection import load_recipe
+        from medcap_utils.training.medcsra import load_recipe
         return load_recipe(path, arg)
     if kind == "msmedcap":
-        from medcap_utils.msmedcap_experiment import load_recipe
+        from medcap_utils.experiments.msmedcap import load_recipe
         return load_recipe(path, arg)
     if kind == "lstm":
-        from medcap_utils.models.lstm_captioner_pipeline import load_recipe
+        from medcap_utils.experiments.explainable_lstm_captioner import load_recipe
         return load_recipe(path, arg)
     if kind == "train_yaml":
         from medcap_utils.training import TrainConfig
@@ -105,7 +105,7 @@ def write_case(tmp_path: Path, source: str, edit) -> Path:
 
 @pytest.mark.parametrize("case", sorted(BAD_RECIPES))
 def test_bad_recipe_is_refused_naming_file_key_type_and_value(case, tmp_path):
-    from medcap_utils.recipe import RecipeError
+    from medcap_utils.training.recipe import RecipeError
 
     source, edit, kind, arg, variant, message = BAD_RECIPES[case]
     path = write_case(tmp_path, source, edit)
@@ -117,7 +117,7 @@ def test_bad_recipe_is_refused_naming_file_key_type_and_value(case, tmp_path):
 
 def test_unquoted_1e_minus_3_is_a_float_and_the_quoted_form_is_text(tmp_path):
     """PyYAML alone gives the string '1e-3' (YAML 1.1); the recipe loader reads it as 0.001 (YAML 1.2)."""
-    from medcap_utils.recipe import load_yaml
+    from medcap_utils.training.recipe import load_yaml
 
     path = write_case(tmp_path, "2q2t-2024.yaml", ("lr: 1.0e-5", "lr: 1e-3"))
     recipe = call("blip", path, BASE)
@@ -176,7 +176,7 @@ def _assert_same(old, new, where):
 
 @pytest.mark.parametrize("key", _snapshot_keys())
 def test_resolved_values_equal_the_old_readers(key):
-    from medcap_utils.recipe import merge
+    from medcap_utils.training.recipe import merge
 
     old = json.loads(SNAPSHOT.read_text())
     new = _plain(_resolve(key))
@@ -195,8 +195,8 @@ def test_resolved_values_equal_the_old_readers(key):
 # ----------------------------------------------------------------------------------------------- hash
 
 def test_recipe_hash_is_stable_changes_with_values_and_reaches_every_train_config(tmp_path):
-    from medcap_utils.models.blip_training import load_blip_recipe
-    from medcap_utils.msmedcap_experiment import load_recipe as msmedcap_recipe
+    from medcap_utils.training.blip import load_blip_recipe
+    from medcap_utils.experiments.msmedcap import load_recipe as msmedcap_recipe
 
     path = RECIPES / "2q2t-2024.yaml"
     a, b = load_blip_recipe(path, "blip_base", "demo"), load_blip_recipe(path, "blip_base", "demo")
@@ -213,7 +213,7 @@ def test_recipe_hash_is_stable_changes_with_values_and_reaches_every_train_confi
 
 
 def test_a_written_recipe_hash_is_refused(tmp_path):
-    from medcap_utils.recipe import RecipeError
+    from medcap_utils.training.recipe import RecipeError
 
     path = write_case(tmp_path, "2q2t-2024.yaml", ("grad_accum: 1", "recipe_hash: abc"))
     with pytest.raises(RecipeError, match=r"blip_base\.train\.recipe_hash: unknown key"):
@@ -223,7 +223,7 @@ def test_a_written_recipe_hash_is_refused(tmp_path):
 # --------------------------------------------------------------------------------------------- profiles
 
 def _load(tmp_path: Path, text: str):
-    from medcap_utils.reproduce import load_profile, numbered_notebooks
+    from medcap_utils.runner.reproduce import load_profile, numbered_notebooks
 
     (tmp_path / "p.yaml").write_text(text)
     return load_profile("p", tmp_path, numbered_notebooks(ROOT / "notebooks"))
@@ -274,7 +274,7 @@ def test_a_derived_profile_is_checked_file_by_file(tmp_path):
 
 @pytest.mark.parametrize("profile", ["demo", "rocov2", "rocov2-subset", "rocov2-smoke"])
 def test_shipped_profiles_load(profile, tmp_path):
-    from medcap_utils.reproduce import load_profile, numbered_notebooks
+    from medcap_utils.runner.reproduce import load_profile, numbered_notebooks
 
     config = load_profile(profile, ROOT / "configs", numbered_notebooks(ROOT / "notebooks"))
     assert config["defaults"]["profile"] in ("demo", "rocov2")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medcap_utils.repeat_check import compare_runs, is_measurement, main
+from medcap_utils.runner.repeat_check import compare_runs, is_measurement, main
 
 
 def _run_folder(root: Path, bleu: float = 0.25, caption: str = "a chest x-ray", seconds: float = 12.0,

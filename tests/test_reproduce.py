@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medcap_utils import reproduce
+from medcap_utils.runner import reproduce
 
 
 def _notebook(path, params: str, body: str):
@@ -92,7 +92,7 @@ PROFILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "config
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_profile_names_only_parameters_its_notebooks_declare(profile):
-    from medcap_utils.reproduce import load_profile, notebook_parameters, numbered_notebooks
+    from medcap_utils.runner.reproduce import load_profile, notebook_parameters, numbered_notebooks
 
     root = Path(__file__).resolve().parents[1]
     notebooks = numbered_notebooks(root / "notebooks")
@@ -104,7 +104,7 @@ def test_every_profile_names_only_parameters_its_notebooks_declare(profile):
 
 
 def test_derived_profile_merges_over_its_parent_and_keeps_its_own_reports():
-    from medcap_utils.reproduce import load_profile, numbered_notebooks
+    from medcap_utils.runner.reproduce import load_profile, numbered_notebooks
 
     root = Path(__file__).resolve().parents[1]
     smoke = load_profile("rocov2-smoke", root / "configs", numbered_notebooks(root / "notebooks"))
@@ -116,7 +116,7 @@ def test_derived_profile_merges_over_its_parent_and_keeps_its_own_reports():
 
 
 def test_misspelt_section_and_unmatched_only_are_refused(tmp_path):
-    from medcap_utils.reproduce import load_profile, numbered_notebooks, run
+    from medcap_utils.runner.reproduce import load_profile, numbered_notebooks, run
 
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "typo.yaml").write_text("defaults: {profile: demo}\n02_blip_finetunig: {epochs: 1}\n")

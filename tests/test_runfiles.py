@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from medcap_utils.runfiles import (RunFileError, read_run_dir, read_run_file, write_caption_run,
+from medcap_utils.evaluation.runfiles import (RunFileError, read_run_dir, read_run_file, write_caption_run,
                                    write_concept_run, write_run_dir)
 
 IDS = ["ROCOv2_2023_test_000001", "ROCOv2_2023_test_000002", "ROCOv2_2023_test_000003"]
@@ -90,7 +90,7 @@ def test_non_utf8_names_file_and_line(tmp_path):
 def test_every_rule_has_a_row_in_the_evaluation_docs():
     from pathlib import Path
 
-    from medcap_utils.runfiles import RULES
+    from medcap_utils.evaluation.runfiles import RULES
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text(encoding="utf-8")
     rows = [line for line in doc.splitlines() if line.startswith("| `")]

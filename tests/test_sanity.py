@@ -1,4 +1,4 @@
-"""Sanity checks that are checks (medcap_utils.sanity): the overfit check passes when a tiny BLIP can fit
+"""Sanity checks that are checks (medcap_utils.training.sanity): the overfit check passes when a tiny BLIP can fit
 8 captions and raises with its numbers when it cannot (lr 0), and ``require`` raises with its message."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medcap_utils.models.blip import build_demo_blip, load_blip
-from medcap_utils.sanity import SanityCheckError, overfit_check, require, same_caption
+from medcap_utils.training.sanity import SanityCheckError, overfit_check, require, same_caption
 
 CAPTIONS = ["Axial CT of the chest shows a nodule (white arrow).", "Knee radiograph.",
             "Brain MRI, sagittal T2-weighted image without abnormality.", "Abdominal ultrasound.",

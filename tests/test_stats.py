@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medcap_utils import stats
+from medcap_utils.data import statistics as stats
 from medcap_utils.data import modality_of, split_frame
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from medcap_utils.data.rocov2 import read_captions
-from medcap_utils.text_preprocessing import (END, PAD, START, STOP_WORDS, UNK, CaptionTextConfig,
+from medcap_utils.data.text_preprocessing import (END, PAD, START, STOP_WORDS, UNK, CaptionTextConfig,
                                              Vocabulary, imageclef_bleu, preprocess_caption, tokenize)
 
 

@@ -45,7 +45,7 @@ def test_caption_split_warms_up_and_reports_the_spread():
 
     import torch
 
-    from medcap_utils.decoding import caption_split
+    from medcap_utils.decoding.captioners import caption_split
 
     seen = []
 

@@ -47,7 +47,7 @@ def test_cosine_with_warmup_starts_low_and_ends_at_floor():
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
     (tmp_path / "r.yaml").write_text("model:\n  train:\n    lr: 1.0e-5\n    epochz: 3\n")
-    from medcap_utils.recipe import RecipeError  # file and dotted key in the message (issue 14)
+    from medcap_utils.training.recipe import RecipeError  # file and dotted key in the message (issue 14)
 
     with pytest.raises(RecipeError, match=r"r\.yaml: model\.train\.epochz: unknown key"):
         TrainConfig.from_yaml(tmp_path / "r.yaml", "model.train")

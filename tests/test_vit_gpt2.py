@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medcap_utils.data.cache import normalize_uint8
-from medcap_utils.decoding import encoder_decoder_captioner
+from medcap_utils.decoding.captioners import encoder_decoder_captioner
 from medcap_utils.models.causal_tokenizer import train_causal_tokenizer
 from medcap_utils.models.vit_gpt2 import build_demo_vit_gpt2, load_vit_gpt2, vit_gpt2_labels, vit_gpt2_loss
 

@@ -2,7 +2,7 @@
 
 ROCOv2 images come from PubMed figures: greyscale (L), 16-bit (I;16), 32-bit integer (I), palette
 (P), CMYK, and RGBA/LA with transparency all occur. Used by the image cache (notebook 00) and by
-``python -m medcap_utils.caption``.
+``python -m medcap_utils.runner.caption``.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ Preprocessing (BERTScore, ROUGE-1, BLEURT): ``lower()``, every ``\\d+`` -> ``num
 
 A combined score missing a component is never presented as complete: ``scores[name]`` is set only
 when all components exist, otherwise ``scores[name + "_partial"]`` plus ``combined[name]["missing"]``.
-Used by notebook 08 and ``medcap_utils.evaluate``.
+Used by notebook 08 and ``medcap_utils.evaluation.evaluate``.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Where a number came from: package versions, models, device, git commit, time.
 
-Used by ``medcap_utils.evaluate`` (every result carries ``provenance``) and notebook 08.
+Used by ``medcap_utils.evaluation.evaluate`` (every result carries ``provenance``) and notebook 08.
 """
 from __future__ import annotations
 

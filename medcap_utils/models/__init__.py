@@ -1,10 +1,10 @@
-"""One module per paper's model; every model is loaded by hub id or by a ``save_pretrained`` directory.
+"""Architectures only: build, load (hub id or a ``save_pretrained`` folder), loss, forward; one module per model.
 
-- ``blip``: BLIP captioning (seeds 000-002), demo BLIP built offline; ``blip_training``: recipes on the
-  shared Accelerate loop; ``captioning_data``: image-cache batches (notebooks 02-04).
+- ``blip``: BLIP captioning (seeds 000-002), the offline demo BLIP; ``blip_fast``: its SDPA training path.
 - ``vit_gpt2``, ``blip2``, ``causal_tokenizer``: seed 001's comparison models (notebook 03).
-- ``medcsra``: concept detection (notebook 05); ``lstm_captioner*``: seed 004 (notebook 07).
+- ``msmedcap``: seed 003 (notebook 06); ``medcsra``: seed 002's concept detector (notebook 05);
+  ``lstm_captioner``: seed 004 (notebook 07); ``wordpiece_vocab``: the demo vocabularies.
 
-Sub-modules are imported on use (``from medcap_utils.models.blip import load_blip``) so that importing
-the package stays cheap.
+Training recipes live in :mod:`medcap_utils.training`, captioning in :mod:`medcap_utils.decoding`. Sub-modules are
+imported on use so that importing the package stays cheap.
 """

@@ -4,7 +4,7 @@ language-model targets, freezing switches, loss and caption generation.
 Real runs load ``Salesforce/blip-image-captioning-base`` / ``-large``; the demo profile builds a small
 ``BlipForConditionalGeneration`` from a config and saves it with ``save_pretrained``, so every notebook
 loads models the same way: ``model, processor = load_blip(path_or_id)``.
-Used by notebooks 02 (fine-tuning), 03 (MedBLIP ablation) and 04 (decoding), and by ``medcap_utils.caption``.
+Used by notebooks 02 (fine-tuning), 03 (MedBLIP ablation) and 04 (decoding), and by ``medcap_utils.runner.caption``.
 
 Targets follow the original BLIP captioner (salesforce/BLIP ``blip.py``): the first input token is
 ``[DEC]`` (the text config's ``bos_token_id``; the hub tokenizer writes ``[CLS]`` there), padding and
@@ -187,7 +187,7 @@ def pixel_values(images_uint8: torch.Tensor, processor) -> torch.Tensor:
 
 def make_blip_loss(processor):
     """``loss_fn(model, batch)`` for :func:`medcap_utils.training.fit` over batches of
-    :func:`medcap_utils.models.captioning_data.make_caption_collate` (uint8 images normalised on the device)."""
+    :func:`medcap_utils.training.captioning_data.make_caption_collate` (uint8 images normalised on the device)."""
 
     def blip_loss(model, batch) -> torch.Tensor:
         pv = pixel_values(batch["images"], processor)
@@ -201,45 +201,3 @@ def make_blip_loss(processor):
 def _needs_interpolation(model, pv: torch.Tensor) -> bool:
     cfg = getattr(model, "module", model).config.vision_config  # DDP-wrapped or not
     return int(pv.shape[-1]) != int(cfg.image_size)
-
-
-@torch.no_grad()
-def generate_captions(model, processor, images_uint8, batch_size: int = 64, num_beams: int = 1,
-                      max_new_tokens: int = 40, no_repeat_ngram_size: int = 0, device=None, engine: str = "fast",
-                      **generate_kwargs) -> list[str]:
-    """Captions for uint8 images ``(N, H, W, 3)`` (numpy or torch), in batches; greedy when ``num_beams=1``.
-
-    ``engine="fast"`` decodes with :func:`medcap_utils.fast_decode.fast_generate` (the same tokens as
-    ``model.generate``, proven by tests/test_fast_decode.py; options it does not implement, and models
-    whose ``generate`` is not BLIP's, fall back to ``generate``); ``engine="hf"`` always calls ``generate``.
-    """
-    if engine not in ("fast", "hf"):
-        raise ValueError(f"engine must be 'fast' or 'hf', not {engine!r}")
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    captions: list[str] = []
-    kwargs = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size,
-                  **generate_kwargs)
-    for start in range(0, len(images_uint8), batch_size):
-        chunk = images_uint8[start:start + batch_size]
-        chunk = torch.from_numpy(np.ascontiguousarray(chunk)) if isinstance(chunk, np.ndarray) else chunk
-        pv = pixel_values(chunk.to(device), processor)
-        out = _generate(model, pv, _needs_interpolation(model, pv), engine, kwargs)
-        # the first token is [DEC], which the hub tokenizers do not know: drop it before decoding
-        captions += [c.strip() for c in processor.tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)]
-    model.train(was_training)
-    return captions
-
-
-def _generate(model, pv, interpolate: bool, engine: str, kwargs: dict) -> torch.Tensor:
-    from transformers import BlipForConditionalGeneration
-
-    from medcap_utils.fast_decode import UnsupportedGeneration, fast_generate
-
-    if engine == "fast" and type(model).generate is BlipForConditionalGeneration.generate:
-        try:
-            return fast_generate(model, pv, interpolate_pos_encoding=interpolate, **kwargs)
-        except UnsupportedGeneration:
-            pass
-    return model.generate(pixel_values=pv, interpolate_pos_encoding=interpolate, **kwargs)

@@ -10,8 +10,8 @@
   (every image once per epoch, batches in random order), so batches are padded to less.
 - :func:`make_fast_blip_loss` is a drop-in ``loss_fn`` for :func:`medcap_utils.training.fit`.
 
-Used by ``finetune_blip(fast=True)`` (notebook 02 / ``python -m medcap_utils.models.blip_training --fast``)
-and by ``python -m medcap_utils.bench train``; ``tests/test_fast_train.py`` checks it against the plain path.
+Used by ``finetune_blip(fast=True)`` (notebook 02 / ``python -m medcap_utils.training.blip --fast``)
+and by ``python -m medcap_utils.runner.bench train``; ``tests/test_fast_train.py`` checks it against the plain path.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ linear projections train (Fig. 2); the encoders and the LM are frozen. Variants 
 Every part loads by hub id or local directory (:func:`assemble_msmedcap`); :meth:`MSMedCap.save_pretrained`
 writes the parts in their own Hugging Face format plus the Q-Former weights, and :func:`load_msmedcap`
 reads such a directory back through the same part loaders. The demo builds tiny random parts with
-:func:`build_demo_parts`. Used by notebook 06 (with ``medcap_utils.msmedcap_pretrain`` for stage 1).
+:func:`build_demo_parts`. Used by notebook 06 (with ``medcap_utils.training.msmedcap_pretrain`` for stage 1).
 
 Where the authors' code (AHandsomePython/MSMedCap) pins down what the paper leaves open, it is followed:
 SAM features are ``SamModel.get_image_embeddings`` output ``(256, 64, 64)`` read as 256 tokens of

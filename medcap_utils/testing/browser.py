@@ -2,7 +2,7 @@
 
 :func:`explorer_in_browser` starts ``jupyter lab`` from this environment on a free port with a random
 token, in a scratch folder with its own Jupyter config (no user settings, no news pop-up), writes a
-notebook there that calls :func:`medcap_utils.explorer.explore`, opens it in headless Chromium through
+notebook there that calls :func:`medcap_utils.explorer.app.explore`, opens it in headless Chromium through
 Selenium (Debian's ``chromium`` and ``chromium-driver``: ``make chromium`` installs them), runs all cells
 the way JupyterLab's *Run > Run All Cells* does, waits until the widgets render the first image's reference
 caption, picks another image in the image dropdown, waits for its reference and captions, and saves a
@@ -102,7 +102,7 @@ def chromium(width: int = 1440, height: int = 1100):
 
 
 def explorer_notebook(reports, data_dir) -> dict:
-    source = (f"from medcap_utils.explorer import explore\n\n"
+    source = (f"from medcap_utils.explorer.app import explore\n\n"
               f"explore(reports={str(reports)!r}, data_dir={str(data_dir) if data_dir else None!r})")
     return {"cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [],
                        "source": source}],
@@ -122,7 +122,7 @@ def explorer_in_browser(reports, data_dir, screenshot, other_image: str | None =
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    from medcap_utils.explorer_data import ExplorerData
+    from medcap_utils.explorer.data import ExplorerData
 
     start = time.perf_counter()
     data = ExplorerData(reports, data_dir)

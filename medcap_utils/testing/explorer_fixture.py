@@ -5,9 +5,9 @@
 - ``out/data``: the ROCOv2 layout (``{split}_captions.csv``, ``{split}_concepts.csv``, ``cui_mapping.csv``,
   ``{split}/<ID>.jpg``) with four test and two validation images;
 - ``out/reports/runs``: what notebooks 02-08 leave there (``run.json`` + run file by
-  :func:`medcap_utils.runfiles.write_run_dir`, per-image scores in ``eval_<protocol>/per_image.csv``
+  :func:`medcap_utils.evaluation.runfiles.write_run_dir`, per-image scores in ``eval_<protocol>/per_image.csv``
   computed by the project's metric code): three caption runs and a concept run on the test split, a
-  caption run on the validation split, and attention maps (:mod:`medcap_utils.attention_maps`) for one
+  caption run on the validation split, and attention maps (:mod:`medcap_utils.analysis.attention_maps`) for one
   test image of ``xai-lstm-demo``.
 
 The formats were checked against a full demo run (``make repeat-check``'s ``build/repeat/a``).
@@ -121,10 +121,10 @@ def _attention(tokens: list[str], spot, grid: int = 8) -> np.ndarray:
 
 
 def write_explorer_fixture(out) -> ExplorerFixture:
-    from medcap_utils.attention_maps import write_attention_maps
+    from medcap_utils.analysis.attention_maps import write_attention_maps
     from medcap_utils.metrics.concepts import per_image_f1
     from medcap_utils.metrics.imageclef import evaluate_imageclef
-    from medcap_utils.runfiles import write_run_dir
+    from medcap_utils.evaluation.runfiles import write_run_dir
 
     root = Path(out)
     data, runs = root / "data", root / "reports" / "runs"

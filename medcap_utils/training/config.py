@@ -1,7 +1,7 @@
 """Training settings shared by every model in the repository (BLIP, ViT-GPT2, CNN captioners, MedCSRA).
 
 Used by notebooks 02, 03, 05, 06 and 07 through :func:`medcap_utils.training.fit`. A recipe YAML under
-``configs/recipes/`` holds one ``train:`` mapping per model; :func:`medcap_utils.recipe.read_recipe` reads
+``configs/recipes/`` holds one ``train:`` mapping per model; :func:`medcap_utils.training.recipe.read_recipe` reads
 whole recipes (and :meth:`TrainConfig.from_yaml` one section) with the same type checks.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ class TrainConfig:
     #: "auto" | "no" | "bf16" | "fp16"; fit() resolves it for the device (medcap_utils.device.resolve_mixed_precision):
     #: auto = bf16 on compute capability >= 8.0, fp16 + GradScaler below, fp32 on CPU; bf16 on an older GPU -> fp16
     mixed_precision: str = "no"
-    #: keep an explicit "bf16" on a CPU (bf16 numerics studies such as medcap_utils.loss_curves); otherwise a CPU
+    #: keep an explicit "bf16" on a CPU (bf16 numerics studies such as medcap_utils.runner.loss_curves); otherwise a CPU
     #: run is fp32 whatever mixed_precision says
     allow_cpu_autocast: bool = False
     #: recompute each transformer layer in the backward pass (HF gradient_checkpointing_enable): activations of a
@@ -57,7 +57,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps in total (smoke runs)
     drop_last: bool = False
     progress: bool = True
-    #: sha256 of the resolved recipe this config came from (medcap_utils.recipe.recipe_hash); None when built
+    #: sha256 of the resolved recipe this config came from (medcap_utils.training.recipe.recipe_hash); None when built
     #: in code. Saved with checkpoints and models so a run records which recipe values trained it
     recipe_hash: str | None = None
 
@@ -96,13 +96,13 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = None, **overrides: Any) -> "TrainConfig":
         """Read ``section`` (dotted path, e.g. ``"blip_base.train"``) of a YAML file, types checked by
-        :func:`medcap_utils.recipe.read_section` (a :class:`~medcap_utils.recipe.RecipeError` names file and key).
+        :func:`medcap_utils.training.recipe.read_section` (a :class:`~medcap_utils.training.recipe.RecipeError` names file and key).
 
         ``overrides`` that are not None replace recipe values (notebook parameters win).
         """
-        from medcap_utils.recipe import read_section
+        from medcap_utils.training.recipe import read_section
 
-        from medcap_utils.recipe import RecipeError
+        from medcap_utils.training.recipe import RecipeError
 
         values = read_section(path, section, cls, {k: v for k, v in overrides.items() if v is not None})
         try:
@@ -124,11 +124,11 @@ class TrainResult:
     stopped_early: bool = False
     best_dir: Path | None = None
     #: training loss of every optimiser step (mean over its accumulated micro-batches), this process; the
-    #: loss-curve comparison of fast and plain BLIP training (``medcap_utils.loss_curves``) reads it
+    #: loss-curve comparison of fast and plain BLIP training (``medcap_utils.runner.loss_curves``) reads it
     step_losses: list[float] = field(default_factory=list)
     #: the precision the run actually used ("no" = fp32, "bf16", "fp16") and why (cfg.mixed_precision may say "auto")
     mixed_precision: str = "no"
-    #: keep an explicit "bf16" on a CPU (bf16 numerics studies such as medcap_utils.loss_curves); otherwise a CPU
+    #: keep an explicit "bf16" on a CPU (bf16 numerics studies such as medcap_utils.runner.loss_curves); otherwise a CPU
     #: run is fp32 whatever mixed_precision says
     allow_cpu_autocast: bool = False
     precision_reason: str = ""

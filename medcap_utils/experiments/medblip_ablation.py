@@ -1,0 +1,281 @@
+"""Seed 001 (MedBLIP): BLIP zero-shot vs fine-tuned (full, decoder-only, encoder-only) and the
+comparison models ViT-GPT2, BLIP-2 and InstructBLIP, with wall-clock training time per variant.
+
+The paper's claims checked here: full fine-tuning is best; decoder-only fine-tuning (vision encoder
+frozen) is close to it at about 5% less training time. Variants share one start model, one training
+configuration and one data order, so their times and scores compare. Every model's test captions are
+written as a run directory (``reports/runs/medblip_<name>/``) for notebook 08. Used by notebook 03.
+
+Demo profile: no pretrained weights exist offline, so "zero-shot" is the untrained start model and the
+comparison models are small random configurations trained on the demo data like the BLIP variants;
+every such row says so in its ``setting`` column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from medcap_utils.paths import resolve
+
+#: Scores in the comparison table (COCO names, ImageCLEF ROUGE-1, modality mention rate).
+SCORES = ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr", "rouge1", "modality_rate")
+
+#: variant -> (freeze_vision, freeze_text); None = no training.
+VARIANTS = {
+    "zero_shot": None,
+    "full": (False, False),
+    "decoder_only": (True, False),  # seed 001: "decoder-only fine-tuning (encoder-frozen)"
+    "encoder_only": (False, True),  # text decoder (with its cross-attention) frozen
+}
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def run_blip_variant(variant: str, init_dir: str | Path, train, cfg, max_length: int = 200,
+                     label_smoothing: float | None = 0.1):
+    """Load the start model from ``init_dir``, fine-tune it as ``variant`` and return
+    ``(model, processor, info)``; ``info`` has ``train_time_s`` (the loop's wall clock), parameter
+    counts and the last epoch's training loss."""
+    from medcap_utils.models.blip import load_blip
+    from medcap_utils.training.blip import finetune_blip
+
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+    model, processor = load_blip(init_dir)
+    info = {"variant": variant, "train_time_s": 0.0, "train_loss": float("nan")}
+    if VARIANTS[variant] is not None:
+        freeze_vision, freeze_text = VARIANTS[variant]
+        result = finetune_blip(model, processor, train, cfg, valid=None, max_length=max_length,
+                               label_smoothing=label_smoothing, freeze_vision=freeze_vision,
+                               freeze_text=freeze_text, eval_images=0)
+        info.update(train_time_s=result.train_time_s, train_loss=float(result.history["train_loss"].iloc[-1]),
+                    epochs=int(len(result.history)), steps=result.global_step)
+    info["trainable_params"], info["total_params"] = count_parameters(model)
+    for p in model.parameters():  # leave the model fully trainable for whoever uses it next
+        p.requires_grad_(True)
+    return model.eval(), processor, info
+
+
+def _fit_and_time(model, train, cfg, loss_fn, collate) -> dict:
+    from medcap_utils.training import fit
+
+    result = fit(model, train, cfg, loss_fn, collate_fn=collate)
+    trainable, total = count_parameters(model)
+    return {"train_time_s": result.train_time_s, "train_loss": float(result.history["train_loss"].iloc[-1]),
+            "epochs": int(len(result.history)), "steps": result.global_step, "trainable_params": trainable,
+            "total_params": total}
+
+
+def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=None, cfg=None,
+                       build_kwargs: dict | None = None, max_length: int = 200):
+    """``(Captioner, info)`` for a comparison model, ``kind`` in ``vit_gpt2 | blip2 | instructblip``;
+    ``(None, info)`` with ``info["skipped"]`` saying why when a hub checkpoint cannot fit the device.
+
+    With ``train`` and ``cfg``: a small random model of the real architecture is built in
+    ``model_dir`` (its tokenizer trained on the training captions), trained, and used (demo).
+    Without: the hub checkpoint (or ``model_dir``) is used zero-shot, as in the paper.
+    """
+    from medcap_utils.decoding.captioners import blip2_captioner, encoder_decoder_captioner
+    from medcap_utils.models import blip2, vit_gpt2
+    from medcap_utils.models.causal_tokenizer import train_causal_tokenizer
+
+    if kind not in ("vit_gpt2", "blip2", "instructblip"):
+        raise KeyError(f"unknown comparison model {kind!r}")
+    instruct = kind == "instructblip"
+    info = {"variant": kind, "train_time_s": 0.0, "train_loss": float("nan")}
+    if train is not None:
+        model_dir = Path(resolve(model_dir))
+        tokenizer = train_causal_tokenizer(train.captions, vocab_size=1000)
+        kwargs = {"image_size": train.cache.size, **(build_kwargs or {})}
+        from medcap_utils.atomic import atomic_directory
+        from medcap_utils.model_files import write_checksums
+
+        with atomic_directory(model_dir) as tmp:  # the start model is complete or absent, never half-written
+            if kind == "vit_gpt2":
+                vit_gpt2.build_demo_vit_gpt2(tmp, tokenizer, **kwargs)
+            else:
+                blip2.build_demo_blip2(tmp, tokenizer, instruct=instruct, **kwargs)
+            write_checksums(tmp)
+    source = model_dir or (vit_gpt2.VIT_GPT2_ID if kind == "vit_gpt2"
+                           else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if train is None:  # a hub checkpoint zero-shot: skip up front what cannot fit this device
+        from medcap_utils.device import fits_device
+
+        fit = fits_device(source, "inference", device=device, name=f"{kind} ({source})")
+        if not fit.ok:
+            return None, {**info, "skipped": fit.message, "trainable_params": 0, "total_params": 0}
+    if kind == "vit_gpt2":
+        model, image_processor, tokenizer = vit_gpt2.load_vit_gpt2(source)
+        if train is None:
+            model.to(device)
+        if train is not None:
+            info.update(_fit_and_time(model, train, cfg, vit_gpt2.make_vit_gpt2_loss(image_processor),
+                                      vit_gpt2.make_vit_gpt2_collate(tokenizer, max_length)))
+        captioner = encoder_decoder_captioner(model.eval(), image_processor, tokenizer)
+    else:
+        model, processor = blip2.load_blip2(source, instruct=instruct, device=None if train is not None else device)
+        if train is not None:
+            info.update(_fit_and_time(model, train, cfg, blip2.blip2_loss, blip2.make_blip2_collate(model, processor)))
+        captioner = blip2_captioner(model.eval(), processor)
+    if "trainable_params" not in info:
+        info["trainable_params"], info["total_params"] = count_parameters(model)
+    return captioner, info
+
+
+def score_predictions(name: str, preds: dict, test, data_dir: str | Path, split: str = "test",
+                      run_prefix: str = "medblip", meta: dict | None = None) -> dict:
+    """Score ``{id: caption}`` on ``test`` (a ``CaptionImageCacheDataset``) and write the run directory.
+
+    Row: BLEU-1/4, ROUGE-L, CIDEr (pycocoevalcap; METEOR left out to save a Java start per model),
+    the ImageCLEF ROUGE-1, and the share of captions naming the image's modality.
+    """
+    from medcap_utils.evaluation.evaluate import evaluate_captions
+    from medcap_utils.metrics.modality import modality_mention_rate
+    from medcap_utils.evaluation.runfiles import write_run_dir
+
+    gt = dict(zip(test.ids, test.captions))
+    run_dir = write_run_dir(f"{run_prefix}_{name}", "captions", split, str(data_dir), preds, meta=meta or {})
+    # bootstrap > 0: evaluate_captions fails on corpus-BLEU CIs with bootstrap=0 (reported upstream)
+    result = evaluate_captions(gt, preds, protocol="coco", metrics=list(SCORES[:-1]), bootstrap=100,
+                               out_dir=run_dir)
+    return {"model": name, **{k: result["scores"].get(k) for k in SCORES[:-1]},
+            "modality_rate": modality_mention_rate([preds[i] for i in test.ids], test.modalities),
+            "run_dir": str(run_dir)}
+
+
+def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "test", batch_size: int = 32,
+                max_new_tokens: int = 40, num_beams: int = 1, no_repeat_ngram_size: int = 3,
+                run_prefix: str = "medblip", meta: dict | None = None) -> tuple[dict, dict]:
+    """Caption ``test`` with ``captioner`` (greedy, no_repeat_ngram_size 3 by default), then
+    :func:`score_predictions`. Returns ``(row, predictions)``; the row adds captions/s."""
+    from medcap_utils.decoding.captioners import caption_split
+
+    images = test.images()
+    if captioner.image_size != test.cache.size:  # e.g. ViT-GPT2 at 224 beside BLIP at 384: its own cache
+        from medcap_utils.data.cache import get_image_cache
+
+        cache = get_image_cache(resolve(data_dir), split, captioner.image_size)
+        images = cache.images[[cache.index[i] for i in test.ids]]
+    preds, speed = caption_split(captioner, images, test.ids, batch_size=batch_size,
+                                 num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                 no_repeat_ngram_size=no_repeat_ngram_size, do_sample=False)
+    run_meta = {"model": name, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size,
+                "max_new_tokens": max_new_tokens, **speed, **(meta or {})}
+    row = score_predictions(name, preds, test, data_dir, split, run_prefix, run_meta)
+    row["captions_per_s"] = speed["captions_per_s"]
+    return row, preds
+
+
+def time_table(infos: list[dict]) -> pd.DataFrame:
+    """Training time per variant and relative to full fine-tuning (seed 001: decoder-only about 5% less)."""
+    frame = pd.DataFrame(infos)
+    full = frame.loc[frame["variant"] == "full", "train_time_s"]
+    if len(full) and full.iloc[0] > 0:
+        frame["time_vs_full"] = frame["train_time_s"] / full.iloc[0]
+    return frame
+
+
+RECIPE = "configs/recipes/medblip-2025.yaml"
+
+#: Notebook 03's demo defaults over the recipe's ``demo`` section: four BLIP variants and three
+#: comparison models must train in about two minutes on two CPU cores, so the models are narrower
+#: and train for 150 steps (from scratch, hence the high learning rate). Notebook 04 rebuilds the
+#: same "full" model from them when notebook 03 has not run.
+DEMO_OVERRIDES = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_steps": 10, "width": 64, "train_limit": 0}
+
+
+def ablation_recipe(profile: str = "demo", recipe_path: str | Path = RECIPE, width: int | None = None,
+                    **train_overrides) -> dict:
+    """The MedBLIP recipe for ``profile`` (``blip`` section, plus its ``demo`` section in the demo),
+    with notebook 03's overrides: ``width`` = hidden size of the demo BLIP (demo only) and TrainConfig
+    fields (zeros / None mean "the recipe's value")."""
+    from medcap_utils.training.blip import load_blip_recipe
+
+    recipe = load_blip_recipe(recipe_path, "blip", profile, **{k: v for k, v in train_overrides.items() if v})
+    if profile == "demo" and width:
+        recipe["build"] = {**recipe["build"], "vision_hidden": width, "text_hidden": width}
+    recipe["train"] = recipe["train"].replace(progress=False, output_dir=None)
+    return recipe
+
+
+def start_model(data_dir: str | Path, out_dir: str | Path, recipe: dict) -> str:
+    """Where the variants start: the recipe's ``model`` (hub id or directory) when set, otherwise a demo
+    BLIP built once in ``out_dir/init`` (WordPiece trained on the training captions)."""
+    from medcap_utils.data.rocov2 import split_frame
+    from medcap_utils.models.blip import build_demo_blip
+
+    if recipe["model"]:
+        return recipe["model"]
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import is_complete, write_checksums
+
+    init = Path(resolve(out_dir)) / "init"
+    if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
+        captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
+        with atomic_directory(init) as tmp:
+            build_demo_blip(tmp, captions, image_size=recipe["image_size"], **recipe["build"])
+            write_checksums(tmp)
+    return str(init)
+
+
+def _trained_on(path: Path, recorded: dict | None, recipe: dict) -> bool:
+    """True when the saved variant must be trained again: its recipe had other epochs (or max_steps,
+    patience). Any other changed setting is refused, naming it; folders from before settings were
+    recorded are reused as before."""
+    from medcap_utils.training.blip import settings_changes
+    from medcap_utils.training import REUSE_MAY_CHANGE
+
+    if recorded is None:
+        return False
+    changes = settings_changes(recorded, recipe)
+    if changes:
+        raise ValueError(f"{path} holds a variant trained with other settings:\n  " + "\n  ".join(changes)
+                         + f"\nFix: retrain=True, another out_dir, or delete {path}.")
+    longer = settings_changes(recorded, recipe, train_may_change=REUSE_MAY_CHANGE)
+    if longer:
+        print(f"{path}: trained with {'; '.join(longer)}; training again")
+    return bool(longer)
+
+
+def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
+                          train=None, retrain: bool = False):
+    """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when saved,
+    trained otherwise). ``recipe`` defaults to the demo recipe with :data:`DEMO_OVERRIDES`; ``train``
+    to the whole training split. Used by notebooks 03 and 04."""
+    import json
+
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import write_checksums
+    from medcap_utils.models.blip import load_blip
+    from medcap_utils.training.blip import recorded_settings
+    from medcap_utils.training.captioning_data import caption_dataset
+
+    path = Path(resolve(out_dir)) / variant
+    if recipe is None:
+        recipe = ablation_recipe("demo", width=DEMO_OVERRIDES["width"],
+                                 **{k: DEMO_OVERRIDES[k] for k in ("epochs", "lr", "batch_size", "warmup_steps")})
+    if (path / "train_info.json").exists() and not retrain:
+        saved = json.loads((path / "train_info.json").read_text())
+        if not _trained_on(path, saved.get("settings"), recipe):
+            model, processor = load_blip(path)
+            return model.eval(), processor, saved
+    if train is None:
+        train = caption_dataset(resolve(data_dir), "train", recipe["image_size"])
+    init = start_model(data_dir, out_dir, recipe)
+    model, processor, info = run_blip_variant(variant, init, train, recipe["train"], recipe["max_length"],
+                                              recipe["label_smoothing"])
+    info["train_images"] = len(train)
+    info["settings"] = recorded_settings(recipe)  # compared by the next call before it reuses the folder
+    with atomic_directory(path) as tmp:  # complete (train_info.json and checksums included) or absent
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "train_info.json").write_text(json.dumps(info, indent=2))
+        write_checksums(tmp)
+    return model, processor, info

@@ -1,0 +1,214 @@
+"""Typed schemas of the recipe sections in ``configs/recipes/``, read by :func:`medcap_utils.training.recipe.read_recipe`.
+
+One dataclass per section, field names as the recipes write them. The classes are schemas, not the objects
+the code passes around: the reader checks a section against its class (types, unknown keys, required
+fields = fields without a default) and returns the keys the recipe gives. Defaults matter only for
+:class:`BlipModel`, whose defaults are the base layer of every BLIP recipe (the old ``MODEL_DEFAULTS``);
+elsewhere the consuming code keeps its own fallbacks, so a field here defaults to None = "not given".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medcap_utils.training.config import TrainConfig
+
+
+# ------------------------------------------------------------------ BLIP (2q2t-2024, uit-oggy-2025, medblip-2025)
+
+@dataclass
+class BlipDecoding:
+    """Per-epoch validation decoding (``generate_captions`` keyword arguments)."""
+    num_beams: int = 1
+    max_new_tokens: int = 40
+    no_repeat_ngram_size: int = 3
+
+
+@dataclass
+class BlipBuild:
+    """``build_demo_blip`` keyword arguments (the demo's small BLIP built offline)."""
+    tokenizer: str | None = None
+    vocab_size: int | None = None
+    vision_hidden: int | None = None
+    vision_layers: int | None = None
+    text_hidden: int | None = None
+    text_layers: int | None = None
+    heads: int | None = None
+    patch_size: int | None = None
+
+
+@dataclass
+class BlipModel:
+    """One model section of a BLIP recipe (``blip_base``, ``blip_large``, ``blip``)."""
+    train: TrainConfig  # required: without it a model would train with library defaults
+    model: str | None = "Salesforce/blip-image-captioning-base"  # hub id or directory; null = build the demo BLIP
+    image_size: int = 224
+    max_length: int = 200
+    label_smoothing: float = 0.1
+    prompt: str | None = None
+    freeze_vision: bool = False
+    freeze_text: bool = False
+    build: BlipBuild = field(default_factory=dict)  # demo only; {} = nothing to build
+    eval_images: int = 200  # validation images captioned per epoch for BLEU-4 / modality mention rate
+    decoding: BlipDecoding = field(default_factory=lambda: {"num_beams": 1, "max_new_tokens": 40,
+                                                            "no_repeat_ngram_size": 3})
+    fast: bool = False  # blip_fast: SDPA attention + chunked cross-entropy (same loss/gradients)
+    notes: str | None = None
+
+
+# ------------------------------------------------------------------------------------ MedCSRA (medcsra-2025)
+
+@dataclass
+class MedcsraModel:
+    backbone: str  # hub id, directory, or "demo" (tiny random ResNet)
+    head: str | None = None  # "medcsra" | "csra"
+    lam: float | None = None
+    temperature: float | None = None
+    width: int | None = None  # demo backbone only
+
+
+@dataclass
+class MedcsraAugment:
+    """``medcap_utils.data.batch_augment.AugmentConfig`` fields besides ``out_size`` (that is ``data.image_size``)."""
+    crop_scale: tuple[float, float] | None = None
+    crop_ratio: tuple[float, float] | None = None
+    hflip_p: float | None = None
+    max_rotation_deg: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    saturation: float | None = None
+
+
+@dataclass
+class MedcsraData:
+    image_size: int
+    min_count: int | None = None
+    cache_size: int | None = None
+    normalize: bool | None = None
+    augment: MedcsraAugment | None = None
+
+
+@dataclass
+class MedcsraRecipe:
+    model: MedcsraModel
+    data: MedcsraData
+    train: TrainConfig
+    thresholds: list[float] | None = None
+
+
+# ----------------------------------------------------------------------------------- MSMedCap (msmedcap-2024)
+
+@dataclass
+class MsmedcapModel:
+    clip: str | None = None  # hub ids (paper / authors_code)
+    sam: str | None = None
+    lm: str | None = None
+    qformer_init: str | None = None
+    num_query_tokens: int | None = None
+    sam_tokens: str | None = None
+    prompt: str | None = None
+    image_size: int | None = None  # demo: toy parts
+    hidden: int | None = None
+    sam_channels: int | None = None
+    lm_hidden: int | None = None
+
+
+@dataclass
+class MsmedcapStage1:
+    train: TrainConfig
+    data: dict[str, str] | None = None
+    negatives: str | None = None
+    image_size: int | None = None
+
+
+@dataclass
+class MsmedcapStage2:
+    train: TrainConfig
+    image_size: int | None = None
+
+
+@dataclass
+class MsmedcapLmPretrain:
+    train: TrainConfig
+
+
+@dataclass
+class MsmedcapGenerate:
+    """``caption_dataset_images`` keyword arguments; all five are passed, so all five are required."""
+    num_beams: int
+    max_new_tokens: int
+    min_new_tokens: int
+    repetition_penalty: float
+    length_penalty: float
+
+
+@dataclass
+class MsmedcapRecipe:
+    model: MsmedcapModel
+    stage1: MsmedcapStage1
+    stage2: MsmedcapStage2
+    generate: MsmedcapGenerate
+    lm_pretrain: MsmedcapLmPretrain | None = None  # demo only: the toy OPT learns caption text first
+    notes: str | None = None
+
+
+# ------------------------------------------------------------------------------ XAI-LSTM (xai-lstm-2021)
+
+@dataclass
+class LstmText:
+    """``CaptionTextConfig`` fields."""
+    stem: bool | None = None
+    remove_stop_words: bool | None = None
+    min_freq: int | None = None
+    max_len: int | None = None
+
+
+@dataclass
+class LstmModel:
+    encoder: str  # hub id, directory, or "demo"
+    freeze_encoder: bool | None = None
+    image_size: int | None = None
+    embed_dim: int | None = None
+    semantic_dim: int | None = None
+    attention_dim: int | None = None
+    decoder_dim: int | None = None
+    dropout: float | None = None
+    deep_output: bool | None = None
+    label_kind: str | None = None  # "concepts" | "words"
+    label_min_count: int | None = None
+    width: int | None = None  # demo encoder only
+    depths: list[int] | None = None
+    position_in_scores: bool | None = None
+    grid_pool: int | None = None
+    init_state: str | None = None
+    position_embedding: bool | None = None
+
+
+@dataclass
+class LstmLoss:
+    alpha_c: float | None = None
+    semantic_weight: float | None = None
+
+
+@dataclass
+class LstmAugment:
+    """``medcap_utils.data.augment.FlipCropConfig`` fields."""
+    hflip_p: float | None = None
+    vflip_p: float | None = None
+    crop_p: float | None = None
+    crop_fraction: float | None = None
+
+
+@dataclass
+class LstmDecode:
+    beam_size: int | None = None
+    max_len: int | None = None
+
+
+@dataclass
+class LstmRecipe:
+    text: LstmText
+    model: LstmModel
+    loss: LstmLoss
+    augment: LstmAugment
+    train: TrainConfig
+    decode: LstmDecode
