@@ -323,8 +323,8 @@ def cmd_download(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medcap_utils.hub", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.hub", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     for name, fn in (("list", cmd_list), ("download", cmd_download)):
         p = sub.add_parser(name)
@@ -333,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--root", type=Path, default=None, help="repository root (default: this checkout)")
         p.set_defaults(fn=fn)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except FileNotFoundError as err:  # an unknown --profile or --root: one line naming the file, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -10,8 +10,8 @@ import sys
 import time
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medcap_utils.data", description=__doc__)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="validate a dataset directory in the ROCOv2 layout")
@@ -110,4 +110,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -216,8 +216,8 @@ def write_outputs(result: dict, out_dir, texts: bool = True) -> Path:
     return out_dir
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m medcap_utils.evaluation.evaluate", description=__doc__.split("\n\n")[0])
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.evaluation.evaluate", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="task", required=True)
     cap = sub.add_parser("captions", help="score a caption run file")
     cap.add_argument("--gt", required=True, help="ground truth ID,Caption CSV")
@@ -242,11 +242,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str | None = None) -> int:
     from medcap_utils.data.rocov2 import MalformedCSVError, read_captions, read_concepts
     from medcap_utils.evaluation.runfiles import RunFileError, read_run_file
 
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     out = Path(args.out)
     side = out.with_suffix("")  # metrics.json -> metrics/ holds per-image scores and texts
     try:
@@ -292,4 +292,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -446,8 +446,8 @@ def projection(images: int = 70_108, epochs: int = 15, split_images: int = 9_972
     return rows
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medcap_utils.runner.bench", description=__doc__.split("\n")[0])
+def main(argv=None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.bench", description=__doc__.split("\n")[0])
     ap.add_argument("workload", choices=["train", "decode", "project"],
                     help="project: the H100 projection from reference anchors (arithmetic, no timing)")
     cuda = torch.cuda.is_available()
@@ -481,7 +481,13 @@ def main(argv=None) -> int:
         return 0
     if args.batch_size is None:
         args.batch_size = (256 if args.workload == "train" else 512) if cuda else 8
-    images, captions = bench_data(args.data_dir, args.image_size, args.captions)
+    from medcap_utils.data.rocov2 import MalformedCSVError
+
+    try:
+        images, captions = bench_data(args.data_dir, args.image_size, args.captions)
+    except (MalformedCSVError, FileNotFoundError) as err:  # a --data-dir or --captions the user can fix
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     records = run_train(args, args.model, images, captions) if args.workload == "train" \
         else run_decode(args, args.model, images)
     for r in records:

@@ -81,8 +81,8 @@ def caption_split(model, data_dir: str | Path, split: str, run_name: str, num_be
                          runs_root=runs_root)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medcap_utils.runner.caption", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.caption", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="save_pretrained directory or hub id")
     ap.add_argument("--num-beams", type=int, default=DEFAULTS["num_beams"])
     ap.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
@@ -132,4 +132,4 @@ def _run(args, ap, kw) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -350,11 +350,11 @@ def _summary(s: ColabSetup) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str | None = None) -> int:
     from medcap_utils.paths import repo_root
     from medcap_utils.runner.reproduce import numbered_notebooks
 
-    parser = argparse.ArgumentParser(prog="python -m medcap_utils.runner.colab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.colab", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["badges", "check", "show"],
                         help="badges: write every notebook's badge and setup cell; check: exit 1 if one differs; "
                              "show: print the repository, the ref and the badge URLs")
@@ -374,4 +374,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

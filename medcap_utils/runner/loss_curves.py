@@ -125,8 +125,8 @@ def plot(table: pd.DataFrame, summary: dict):
     return fig
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medcap_utils.runner.loss_curves", description=__doc__.split("\n")[0])
+def main(argv=None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.loss_curves", description=__doc__.split("\n")[0])
     cuda = torch.cuda.is_available()
     ap.add_argument("--model", choices=["tiny", "base", "large"], default="base" if cuda else "tiny")
     ap.add_argument("--image-size", type=int, default=224 if cuda else 64)
@@ -141,13 +141,23 @@ def main(argv=None) -> int:
     ap.add_argument("--rejudge", action="store_true",
                     help="no training: recompute summary.json and the figure from --out's curves.csv")
     args = ap.parse_args(argv)
-    if args.rejudge:
-        table = pd.read_csv(Path(args.out) / "curves.csv", index_col="step")
-        old = json.loads((Path(args.out) / "summary.json").read_text())
-        summary = {**old, **compare({run: table[f"{run[0]}_{run[1]}"].tolist() for run in RUNS})}
-    else:
-        table, summary = run(args.model, args.image_size, args.batch_size, args.steps, args.lr, args.seed,
-                             data_dir=args.data_dir, captions_csv=args.captions, vocab_dir=args.vocab_dir)
+    if args.rejudge and not args.out:
+        ap.error("--rejudge reads --out's curves.csv: give --out")
+    import sys
+
+    from medcap_utils.data.rocov2 import MalformedCSVError
+
+    try:
+        if args.rejudge:
+            table = pd.read_csv(Path(args.out) / "curves.csv", index_col="step")
+            old = json.loads((Path(args.out) / "summary.json").read_text())
+            summary = {**old, **compare({run: table[f"{run[0]}_{run[1]}"].tolist() for run in RUNS})}
+        else:
+            table, summary = run(args.model, args.image_size, args.batch_size, args.steps, args.lr, args.seed,
+                                 data_dir=args.data_dir, captions_csv=args.captions, vocab_dir=args.vocab_dir)
+    except (MalformedCSVError, FileNotFoundError) as err:  # a --captions CSV or --out folder the user can fix
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, default=str))
     if args.out:
         out = Path(args.out)

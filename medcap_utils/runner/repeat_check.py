@@ -164,8 +164,8 @@ def _summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medcap_utils.runner.repeat_check", description=__doc__,
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.repeat_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="demo", help="configs/<profile>.yaml to run twice")
     parser.add_argument("--out", default="build/repeat", help="folder for the two runs and repeat-report.json")
@@ -176,11 +176,18 @@ def main(argv=None) -> int:
         a, b = (resolve(p) for p in args.compare)
         for folder in (a, b):
             if not folder.is_dir():
-                raise SystemExit(f"{folder} is not a folder")
+                print(f"error: {folder} is not a folder", file=sys.stderr)
+                return 1
         report, out = compare_runs(a, b), a.parent
     else:
         out = resolve(args.out)
-        report = run_twice(args.profile, out, args.only)
+        try:
+            report = run_twice(args.profile, out, args.only)
+        except SystemExit as stop:  # a run that failed: its one line names the folder to read
+            if not isinstance(stop.code, str):
+                raise
+            print(f"error: {stop.code}", file=sys.stderr)
+            return 1
     atomic_write_json(out / "repeat-report.json", report)
     print(_summary(report))
     print(f"report: {out / 'repeat-report.json'}")
@@ -188,4 +195,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

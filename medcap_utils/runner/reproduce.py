@@ -324,16 +324,22 @@ def _run_notebooks(profile, root, notebooks, config, overrides, reports, only) -
     return status
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medcap_utils.runner.reproduce", description=__doc__)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.reproduce", description=__doc__)
     parser.add_argument("--profile", default="demo", help="configs/<profile>.yaml: demo (CPU) or rocov2 (GPU)")
     parser.add_argument("--data", default=None, help="dataset directory (overrides data_dir)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes, e.g. 00 01")
     parser.add_argument("--reports", default=None,
                         help="folder for all outputs, models included (default: the profile's, else reports/)")
     args = parser.parse_args(argv)
-    return run(args.profile, data=args.data, only=args.only, reports=args.reports)
+    try:
+        return run(args.profile, data=args.data, only=args.only, reports=args.reports)
+    except SystemExit as stop:  # a profile, section or --only the user can fix: one line, exit 1, no traceback
+        if not isinstance(stop.code, str):
+            raise
+        print(f"error: {stop.code}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

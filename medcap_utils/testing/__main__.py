@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -38,8 +37,8 @@ def smoke_fixtures(out: Path, seed: int = 0, n_train: int = 32, n_valid: int = 1
     return {"hub": hub, **timings}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medcap_utils.testing", description=__doc__.split("\n")[0])
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.testing", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fixtures = sub.add_parser("smoke-fixtures", help="local hub + local HF dataset for the rocov2 smoke run")
     fixtures.add_argument("--out", required=True, type=Path)
@@ -65,4 +64,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -241,8 +241,8 @@ def load_or_train_demo_blip(data_dir: str | Path = "data/demo", out_dir: str | P
     return model, processor
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medcap_utils.training.blip", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.training.blip", description=__doc__.split("\n")[0])
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--model-key", required=True, help="model section of the recipe, e.g. blip_base")
     ap.add_argument("--profile", default="rocov2", choices=["demo", "rocov2"])
@@ -257,13 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     overrides = {k: getattr(args, k.replace("-", "_")) for k in
                  ["epochs", "batch_size", "grad_accum", "lr", "mixed_precision", "checkpoint_every_steps", "num_workers"]}
-    recipe = load_blip_recipe(args.recipe, args.model_key, args.profile, args.variant, **overrides)
-    if args.model:
-        recipe["model"] = args.model
-    if args.fast:
-        recipe["fast"] = True
+    import sys
+
+    from medcap_utils.data.rocov2 import MalformedCSVError
+    from medcap_utils.hub import HubModelError
+    from medcap_utils.training.recipe import RecipeError
+
     start = time.perf_counter()
-    _, _, result = train_blip_recipe(recipe, args.data_dir, args.out)
+    try:
+        recipe = load_blip_recipe(args.recipe, args.model_key, args.profile, args.variant, **overrides)
+        if args.model:
+            recipe["model"] = args.model
+        if args.fast:
+            recipe["fast"] = True
+        _, _, result = train_blip_recipe(recipe, args.data_dir, args.out)
+    except (RecipeError, HubModelError, MalformedCSVError, FileNotFoundError) as err:
+        # a recipe key, checkpoint, dataset CSV or path the user can fix: one line naming it, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(result.history.to_string(index=False))
     print(f"trained in {time.perf_counter() - start:.0f} s; model saved to {args.out}")
     return 0
