@@ -4,6 +4,8 @@
 PYTHON_SYS ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
+# The project's one command ([project.scripts] in pyproject.toml; `$(MEDCAP) --help` lists its commands).
+MEDCAP     := $(VENV)/bin/medcap
 PIP        := $(PY) -m pip
 # The tested torch build. Installed on its own first so that pip never resolves an unpinned torch
 # (on a CPU-only machine that would download several GB of CUDA libraries).
@@ -67,17 +69,17 @@ lab: env
 
 # The "Open in Colab" badge and the Colab setup cell of every notebook, from pyproject.toml's Repository and version.
 badges: env
-	$(PY) -m medcap_utils.runner.colab badges
+	$(MEDCAP) badges
 
 demo-data: env
-	$(PY) -m medcap_utils.data synth --out data/demo --seed 0
+	$(MEDCAP) data synth --out data/demo --seed 0
 
 reproduce: env
-	$(PY) -m medcap_utils.runner.reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
+	$(MEDCAP) reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
 
 # Same inputs, same numbers: two fresh runs into build/repeat/{a,b}, compared value by value (timings aside).
 repeat-check: env
-	$(PY) -m medcap_utils.runner.repeat_check --profile $(PROFILE) --out build/repeat
+	$(MEDCAP) repeat-check --profile $(PROFILE) --out build/repeat
 
 test: env chromium
 	$(PY) -m pytest -q tests
@@ -93,12 +95,12 @@ smoke-fixtures: env
 
 smoke: smoke-fixtures
 	HF_HOME=$(abspath $(SMOKE))/hf HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-	  $(PY) -m medcap_utils.runner.reproduce --profile rocov2-smoke
+	  $(MEDCAP) reproduce --profile rocov2-smoke
 	$(PY) -m pytest -q tests/test_smoke_run.py --smoke-reports $(SMOKE)/reports
 
 # Every checkpoint a profile names, into the Hugging Face cache (on a machine with network access).
 models: env
-	HF_HUB_OFFLINE=0 $(PY) -m medcap_utils.hub download --profile $(if $(filter demo,$(PROFILE)),rocov2,$(PROFILE))
+	HF_HUB_OFFLINE=0 $(MEDCAP) models download --profile $(if $(filter demo,$(PROFILE)),rocov2,$(PROFILE))
 
 lock: env
 	@{ sed -n '/^#/p' $(LOCK); $(PIP) freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > $(LOCK).new
@@ -114,19 +116,20 @@ test-latest:
 	.venv-latest/bin/python -m pytest -q tests
 
 # Issue 6's measurements on one GPU, in the order that answers the open questions first (see
-# reports/benchmarks/h100-2026-11-23/README.md). BENCH_PY: an interpreter that already has torch with CUDA.
+# reports/benchmarks/h100-2026-11-23/README.md). BENCH_PY: an interpreter that already has torch with CUDA; it runs
+# the medcap command as `python -m medcap_utils.cli` from this checkout, so it needs no install of its own.
 BENCH_PY   ?= $(PY)
 BENCH_ARGS ?= --json --out reports/benchmarks --captions ../shared/data/rocov2-sample/test_captions.csv
 bench-gpu:
-	$(BENCH_PY) -m medcap_utils.runner.bench train --model base --batch-size 256 --steps 20 --warmup 4 --profile $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.runner.bench decode --model base --batch-size 512 --num-beams 3 --steps 4 --warmup 1 --profile $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.runner.bench decode --model base --batch-size 256 --num-beams 1 --steps 4 --warmup 1 $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.runner.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile-fast-only $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.runner.bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.runner.bench train --model large --batch-size 64 --steps 20 --warmup 4 $(BENCH_ARGS)
-	$(BENCH_PY) -m medcap_utils.runner.bench train --model large --image-size 384 --batch-size 32 --steps 10 --warmup 3 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench train --model base --batch-size 256 --steps 20 --warmup 4 --profile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench decode --model base --batch-size 512 --num-beams 3 --steps 4 --warmup 1 --profile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench decode --model base --batch-size 256 --num-beams 1 --steps 4 --warmup 1 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile-fast-only $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench train --model base --batch-size 256 --steps 20 --warmup 5 --compile $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench train --model large --batch-size 64 --steps 20 --warmup 4 $(BENCH_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli bench train --model large --image-size 384 --batch-size 32 --steps 10 --warmup 3 $(BENCH_ARGS)
 # fast vs plain loss curves in fp32 and bf16 on the GPU's kernels (CURVES_ARGS: --out DIR --captions CSV --vocab-dir DIR)
-	$(BENCH_PY) -m medcap_utils.runner.loss_curves --model base --image-size 224 --batch-size 64 --steps 300 $(CURVES_ARGS)
+	$(BENCH_PY) -m medcap_utils.cli loss-curves --model base --image-size 224 --batch-size 64 --steps 300 $(CURVES_ARGS)
 
 clean-reports:
 	rm -rf reports/notebooks reports/figures reports/tables reports/runs reports/manifest.json

@@ -355,9 +355,10 @@ def main(argv=None, prog: str | None = None) -> int:
     from medcap_utils.runner.reproduce import numbered_notebooks
 
     parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.colab", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["badges", "check", "show"],
-                        help="badges: write every notebook's badge and setup cell; check: exit 1 if one differs; "
-                             "show: print the repository, the ref and the badge URLs")
+    parser.add_argument("command", choices=["badges", "check", "show"], nargs="?", default="badges",
+                        help="badges (the default, so `medcap badges` writes them): write every notebook's badge "
+                             "and setup cell; check: exit 1 if one differs; show: print the repository, the ref and "
+                             "the badge URLs")
     args = parser.parse_args(argv)
     notebooks = numbered_notebooks(repo_root() / "notebooks")
     if args.command == "badges":
