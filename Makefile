@@ -34,6 +34,7 @@ help:
 	@echo "make smoke                                  all notebooks through the rocov2 code path, offline, tiny stand-ins"
 	@echo "make models PROFILE=rocov2                  download every checkpoint a profile names (needs network)"
 	@echo "make lock | make test-latest                rewrite the lock from .venv | test the newest allowed versions"
+	@echo "$(MEDCAP) --help                     the commands behind these targets (data, train, caption, evaluate, ...)"
 	@echo "make bench-gpu [BENCH_PY=python3] [BENCH_ARGS=..] [CURVES_ARGS=..]  issue 6's GPU benchmarks and loss curves"
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
