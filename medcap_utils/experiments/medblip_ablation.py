@@ -1,5 +1,5 @@
-"""Seed 001 (MedBLIP): BLIP zero-shot vs fine-tuned (full, decoder-only, encoder-only) and the
-comparison models ViT-GPT2, BLIP-2 and InstructBLIP, with wall-clock training time per variant.
+"""Notebook ``03_medblip_ablation``, seed 001 (MedBLIP): BLIP zero-shot vs fine-tuned (full, decoder-only,
+encoder-only) and the comparison models ViT-GPT2, BLIP-2 and InstructBLIP, with wall-clock training time per variant.
 
 The paper's claims checked here: full fine-tuning is best; decoder-only fine-tuning (vision encoder
 frozen) is close to it at about 5% less training time. Variants share one start model, one training

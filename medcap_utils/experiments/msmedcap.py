@@ -1,4 +1,4 @@
-"""Notebook 06's steps around the MSMedCap model: recipe reading, the demo LM's text pre-training,
+"""Notebook ``06_msmedcap``'s steps around the MSMedCap model: recipe reading, the demo LM's text pre-training,
 stage 1 and stage 2 through ``training.fit``, captioning a split, scoring, and the paper's Table 1.
 
 Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in ``medcap_utils.training.msmedcap_pretrain``.
