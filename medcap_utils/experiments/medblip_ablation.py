@@ -106,7 +106,7 @@ def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=Non
                            else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if train is None:  # a hub checkpoint zero-shot: skip up front what cannot fit this device
-        from medcap_utils.device import fits_device
+        from medcap_utils.memory import fits_device
 
         fit = fits_device(source, "inference", device=device, name=f"{kind} ({source})")
         if not fit.ok:

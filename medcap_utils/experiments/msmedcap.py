@@ -45,7 +45,7 @@ def pretrain_demo_lm(lm_dir, tokenizer, captions, cfg: TrainConfig, max_length: 
     """Demo only: teach the tiny random OPT the demo caption language from text alone, then save it
     back to ``lm_dir``. The real OPT-2.7b arrives pre-trained on text; a frozen random LM could not be
     steered into captions by the queries at all, which would make the demo meaningless."""
-    from medcap_utils.models.msmedcap import load_language_model
+    from medcap_utils.models.msmedcap_parts import load_language_model
 
     lm = load_language_model(lm_dir)
     texts = [c + tokenizer.eos_token for c in captions]
