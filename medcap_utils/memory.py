@@ -27,8 +27,15 @@ from typing import Any
 
 import torch
 
-from .device import (ALLOCATOR_MARGIN, CUDA_CONTEXT_BYTES, GIB, DeviceInfo, device_info, inference_dtype,
-                     resolve_mixed_precision)
+from .device import (
+    ALLOCATOR_MARGIN,
+    CUDA_CONTEXT_BYTES,
+    GIB,
+    DeviceInfo,
+    device_info,
+    inference_dtype,
+    resolve_mixed_precision,
+)
 
 INFERENCE_OVERHEAD = 0.20  # EleutherAI "Transformer Math 101", quoted by Accelerate's model-size estimator
 #: smallest micro-batch worth keeping rather than turning gradient checkpointing on. Judgement, from the H100

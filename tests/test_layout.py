@@ -229,7 +229,8 @@ def test_import_rule_names_the_bad_import(tmp_path, rel, text, expected):
 
 
 def _notebook(path: Path, code: str) -> None:
-    cell = {"cell_type": "code", "metadata": {}, "source": code.splitlines(True), "outputs": [], "execution_count": None}
+    cell = {"cell_type": "code", "metadata": {}, "source": code.splitlines(True), "outputs": [],
+            "execution_count": None}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# x"]}, cell]}))
 
