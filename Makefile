@@ -22,12 +22,13 @@ export TOKENIZERS_PARALLELISM := false
 # No MPLBACKEND here: kernels draw figures inline (ipykernel's default; medcap_utils.runner.reproduce sets it for papermill),
 # tests/conftest.py gives pytest Agg, and scripts without a display fall back to Agg by themselves.
 
-.PHONY: help env lab badges reproduce repeat-check test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
+.PHONY: help env lab badges reproduce repeat-check lint test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
         clean-reports java chromium bench-gpu
 
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2|rocov2-subset] [DATA=/path]  execute every notebook"
-	@echo "make test                                   unit tests + nbval (demo) + the rocov2 smoke run"
+	@echo "make test                                   lint + unit tests + nbval (demo) + the rocov2 smoke run"
+	@echo "make lint                                   ruff check (pyproject.toml [tool.ruff])"
 	@echo "make repeat-check [PROFILE=demo]           run the profile twice from scratch; every metric and weight must match"
 	@echo "make lab                                    JupyterLab on the project's kernel, in notebooks/"
 	@echo "make badges                                 rewrite every notebook's Colab badge and setup cell from pyproject.toml"
@@ -82,7 +83,11 @@ reproduce: env
 repeat-check: env
 	$(MEDCAP) repeat-check --profile $(PROFILE) --out build/repeat
 
-test: env chromium
+# ruff with pyproject.toml's [tool.ruff] (line length 120; rules E, F, W, I) over the code and the notebooks.
+lint: env
+	$(PY) -m ruff check .
+
+test: env lint chromium
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
 	$(MAKE) smoke

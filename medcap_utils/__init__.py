@@ -1,7 +1,7 @@
 """medcap_utils: all the logic behind medcap's numbered notebooks.
 
 Notebooks tell the story; this package does the work. Layers, each importing only those before it
-(CONTRIBUTING.md; tests/test_layout.py): the root's infrastructure modules (paths, atomic writes, devices, the
+(CONTRIBUTING.md; tests/test_layout.py): the root's infrastructure modules (paths, atomic writes, devices, memory, the
 hub, progress, figures and tables), ``data``, ``metrics``, ``models`` (architectures), ``decoding``, ``training``
 (the Accelerate loop, recipes), ``evaluation``, ``analysis`` (where models look), ``explorer``, ``runner``
 (commands that drive runs), and ``experiments`` (one module per numbered notebook, imported by nothing).

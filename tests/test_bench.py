@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from medcap_utils.runner.bench import blip_config, main, peak_tflops, projection
+from medcap_utils.runner.bench import main, projection
+from medcap_utils.runner.bench_setup import blip_config, peak_tflops
 
 
 def _run(tmp_path, capsys, *args):

@@ -144,6 +144,7 @@ def test_medcsra_starts_from_the_recipe_seed_not_from_the_process_random_state(d
 
     import torch
 
+    from medcap_utils.experiments.concept_detection_medcsra import load_recipe
     from medcap_utils.training import medcsra as cd
 
     class Stop(Exception):
@@ -156,7 +157,7 @@ def test_medcsra_starts_from_the_recipe_seed_not_from_the_process_random_state(d
         raise Stop
 
     monkeypatch.setattr(cd, "fit", first_weights)
-    recipe = cd.load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
+    recipe = load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
     for state in (1, 2):
         torch.manual_seed(state)  # what earlier cells of a notebook may have left behind
         with pytest.raises(Stop):

@@ -180,6 +180,7 @@ LOAD_SCRIPT = textwrap.dedent("""
     from medcap_utils.models.medcsra import load_resnet_backbone, MedCSRA
     from medcap_utils.models.lstm_captioner import load_visual_encoder
     import medcap_utils.models.msmedcap as M
+    import medcap_utils.models.msmedcap_parts as P
     from medcap_utils.metrics.clipscore import load_clip
     from medcap_utils.metrics.bertscore import bertscore
     R = {}
@@ -208,7 +209,7 @@ LOAD_SCRIPT = textwrap.dedent("""
     q = dict(hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=3072,
              cross_attention_frequency=1, max_position_embeddings=512)
     model = M.assemble_msmedcap("msmedcap", settings=M.demo_settings(num_query_tokens=4) | {"qformer": q})
-    missing = M.init_branch_from_bert(model.branches["clip"], "bert-base-uncased")
+    missing = P.init_branch_from_bert(model.branches["clip"], "bert-base-uncased")
     R["msmedcap"] = [{k: type(v).__name__ for k, v in model.encoders.items()}, type(model.language_model).__name__,
                      sorted({k.split(".")[3] for k in missing})]
     clip, proc = load_clip("openai/clip-vit-base-patch32", device="cpu")

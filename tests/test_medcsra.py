@@ -174,9 +174,10 @@ def test_pixel_recipe_train_augments_eval_resizes():
 def test_training_with_csra_head_and_augmentations_keeps_best_copy(demo_root, tmp_path):
     """A few steps with the CSRA head and the authors' augmentations: the history carries the sweep's
     metrics and the returned model gives the same outputs as the best copy saved by the trainer."""
+    from medcap_utils.experiments.concept_detection_medcsra import load_recipe
     from medcap_utils.training import medcsra as cd
 
-    recipe = cd.load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
+    recipe = load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
     recipe["model"].update(head="csra", temperature=2.0, width=8)
     recipe["data"].update(cache_size=64, image_size=64, normalize=False,
                           augment={"crop_scale": [0.8, 1.0], "max_rotation_deg": 15.0})
@@ -194,12 +195,13 @@ def test_training_with_csra_head_and_augmentations_keeps_best_copy(demo_root, tm
 def test_demo_detector_recovers_modality_and_region_far_above_frequency_baseline(demo_root, tmp_path):
     """Trained on the small demo set, MedCSRA must find modality and body-region CUIs on test images
     far better than predicting the k most frequent training CUIs for every image."""
+    from medcap_utils.experiments.concept_detection_medcsra import load_recipe
     from medcap_utils.training import medcsra as cd
     from medcap_utils.evaluation.baselines import top_k_concepts
     from medcap_utils.data.synth import MODALITY_CUI, REGION_CUIS
     from medcap_utils.metrics.concepts import f1_primary, per_image_f1
 
-    recipe = cd.load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
+    recipe = load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
     run = cd.train_medcsra(demo_root, recipe, output_dir=tmp_path / "model", epochs=6)
     assert run.history["val_f1"].iloc[-1] > run.history["val_f1"].iloc[0]  # it learns
     assert (tmp_path / "model" / "best" / "medcsra.json").exists()

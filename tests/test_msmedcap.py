@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from medcap_utils.models import msmedcap as M
+from medcap_utils.models import msmedcap_parts as P
 from medcap_utils.training.msmedcap_pretrain import additive_mask, itg_allowed, stage1_losses
 
 CAPTIONS = [
@@ -225,8 +226,8 @@ def test_branch_init_from_bert(tmp_path):
     qcfg = M.Blip2QFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                                 encoder_hidden_size=16, use_qformer_text_input=True, vocab_size=52,
                                 cross_attention_frequency=2)
-    branch = M.QFormerBranch(qcfg, 4, 32, 16)
-    missing = M.init_branch_from_bert(branch, tmp_path / "bert")
+    branch = P.QFormerBranch(qcfg, 4, 32, 16)
+    missing = P.init_branch_from_bert(branch, tmp_path / "bert")
     layer = branch.qformer.encoder.layer[1]
     torch.testing.assert_close(layer.attention.attention.query.weight, bert.encoder.layer[1].attention.self.query.weight)
     torch.testing.assert_close(layer.intermediate_query.dense.weight, bert.encoder.layer[1].intermediate.dense.weight)
@@ -246,13 +247,13 @@ def test_clip_branch_from_a_blip2_checkpoint(tmp_path):
                                             vocab_size=100, word_embed_proj_dim=32).to_dict(), num_query_tokens=4)
     blip2 = Blip2ForConditionalGeneration(cfg)
     blip2.save_pretrained(tmp_path / "blip2")
-    tower = M.load_clip_vision(tmp_path / "blip2")
+    tower = P.load_clip_vision(tmp_path / "blip2")
     torch.testing.assert_close(tower.embeddings.patch_embedding.weight, blip2.vision_model.embeddings.patch_embedding.weight)
-    parts = M.load_blip2_parts(tmp_path / "blip2")
+    parts = P.load_blip2_parts(tmp_path / "blip2")
     qcfg = M.Blip2QFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                                 encoder_hidden_size=32, use_qformer_text_input=True, cross_attention_frequency=1)
-    branch = M.QFormerBranch(qcfg, 4, 32, 16)
-    missing = M.init_branch_from_blip2(branch, parts)
+    branch = P.QFormerBranch(qcfg, 4, 32, 16)
+    missing = P.init_branch_from_blip2(branch, parts)
     torch.testing.assert_close(branch.query_tokens, blip2.query_tokens)
     torch.testing.assert_close(branch.to_lm.weight, blip2.language_projection.weight)
     assert missing and all(".intermediate." in k or ".output." in k for k in missing)  # text feed-forward only

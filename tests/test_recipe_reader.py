@@ -30,7 +30,7 @@ def call(kind: str, path: Path, arg=None, variant=None):
         model, profile = arg
         return load_blip_recipe(path, model, profile, variant)
     if kind == "medcsra":
-        from medcap_utils.training.medcsra import load_recipe
+        from medcap_utils.experiments.concept_detection_medcsra import load_recipe
         return load_recipe(path, arg)
     if kind == "msmedcap":
         from medcap_utils.experiments.msmedcap import load_recipe

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from medcap_utils.data import subset as subset_mod
+from medcap_utils.data import subset_files
 from medcap_utils.data.check import check_dataset
 from medcap_utils.data.images import decode_rgb, open_rgb
 from medcap_utils.data.rocov2 import read_captions, read_concepts
@@ -159,7 +160,7 @@ def test_captions_and_manual_concepts_round_trip_exactly(hf_subset, demo, quirky
 def test_csv_writer_is_byte_identical_to_the_official_files(sample_dir, tmp_path):
     for name in ("test_captions.csv", "test_concepts.csv"):
         rows = _read_rows(sample_dir / name)
-        subset_mod._write_csv(tmp_path / name, rows[0], rows[1:])
+        subset_files.write_csv(tmp_path / name, rows[0], rows[1:])
         assert (tmp_path / name).read_bytes() == (sample_dir / name).read_bytes()
 
 

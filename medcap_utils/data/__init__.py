@@ -1,5 +1,7 @@
-"""ROCOv2 data layer: readers (:mod:`.rocov2`), RGB decoding (:mod:`.images`), validation
-(:mod:`.check`), the decode-once image cache (:mod:`.cache`) and the demo synthesiser (:mod:`.synth`).
+"""ROCOv2 data layer: readers (:mod:`.rocov2`), reading one file or zip member safely (:mod:`.files`), RGB decoding
+(:mod:`.images`), validation (:mod:`.check`), the decode-once image cache (:mod:`.cache`), the demo synthesiser
+(:mod:`.synth`, drawing in :mod:`.synth_draw` and :mod:`.synth_paint`) and the Colab subset (:mod:`.subset`, its
+folder writing in :mod:`.subset_files`).
 
 Command line: ``python -m medcap_utils.data check DIR`` and ``python -m medcap_utils.data synth``.
 """

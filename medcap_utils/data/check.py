@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcap_utils.data.images import ImageDecodeError, open_rgb
+from medcap_utils.data.files import ZIP_ERRORS, regular_file_problem, zip_member
 from medcap_utils.data.rocov2 import (
-    SPLITS, ZIP_ERRORS, MalformedCSVError, image_source, parse_cuis, read_cui_mapping, regular_file_problem,
-    scan_csv, split_files, zip_member,
+    SPLITS, MalformedCSVError, image_source, parse_cuis, read_cui_mapping, scan_csv, split_files,
 )
 from medcap_utils.progress import tqdm
 

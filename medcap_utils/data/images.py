@@ -55,7 +55,7 @@ def decode_rgb(data: bytes, source: str = "<bytes>") -> Image.Image:
 
 def open_rgb(path: str | Path) -> Image.Image:
     """Open one image file (or ``zip://archive::member`` source) as RGB; raises ImageDecodeError."""
-    from medcap_utils.data.rocov2 import ImageSourceError, read_image_bytes
+    from medcap_utils.data.files import ImageSourceError, read_image_bytes
 
     source = str(path)
     try:

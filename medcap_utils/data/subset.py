@@ -65,7 +65,6 @@ about (N + 1,000) rows per split at ~225 KB (train, 13.46 GB / 59,962 rows on it
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -76,15 +75,17 @@ from pathlib import Path
 import numpy as np
 
 from medcap_utils.model_files import file_sha256
-from medcap_utils.data.rocov2 import SPLITS, image_source, iter_csv, read_image_bytes, split_files
+from medcap_utils.data.files import read_image_bytes
+from medcap_utils.data.rocov2 import SPLITS, image_source, split_files
+from medcap_utils.data.subset_files import (MANIFEST, README, SubsetError, copy_licence_rows, hash_files, image_bytes,
+                                            image_format, is_data_file, move_into_place, raw_rows, readme_text,
+                                            write_csv)
 
 HF_ID = "eltorio/ROCOv2-radiology"
 #: ROCOv2 split -> split name of the Hugging Face copy
 HF_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 #: Default images per split for one free Colab T4 (module docstring: the estimate behind it).
 COLAB_T4_SIZES = {"train": 600, "valid": 150, "test": 150}
-MANIFEST = "subset.json"
-README = "SUBSET_README.md"
 FORMAT = "medcap-rocov2-subset/1"
 # pandas.read_csv turns an empty CUIs field into NaN and str(NaN) is "nan": the HF copy's
 # generation notebook stored that string as a CUI for images without manual concepts.
@@ -97,10 +98,6 @@ HF_LACKS = {
     "license_information.csv": "the Hugging Face copy carries no per-image licence "
                                "(its card states CC BY-NC-SA 4.0 for the dataset)",
 }
-
-
-class SubsetError(RuntimeError):
-    """A subset that cannot be written; the message names the split, the source and the fix."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,11 +137,11 @@ def subset(out_dir, n_per_split=None, seed: int = 0, source: str = HF_ID, *, rev
         else:
             manifest = _from_hf(tmp, source, sizes, seed, revision, buffer_size)
         manifest.update({"format": FORMAT, "seed": seed, "n_per_split": sizes})
-        (tmp / README).write_text(_readme(manifest), encoding="utf-8")
-        manifest["files"] = _hash_files(tmp)
+        (tmp / README).write_text(readme_text(manifest), encoding="utf-8")
+        manifest["files"] = hash_files(tmp)
         manifest["complete"] = True
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        _move_into_place(tmp, out)
+        move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -175,7 +172,7 @@ def verify_manifest(root) -> tuple[list[tuple[str, str]], dict[str, str]]:
             problems.append((rel, "sha256 differs from subset.json (changed or truncated)"))
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and rel != MANIFEST and rel not in listed and _is_data_file(rel):
+        if path.is_file() and rel != MANIFEST and rel not in listed and is_data_file(rel):
             problems.append((rel, "not listed in subset.json"))
     return problems, dict(manifest.get("missing", {}))
 
@@ -242,8 +239,8 @@ def _from_hf(tmp: Path, source: str, sizes: dict, seed: int, revision, buffer_si
                 if image_id in seen:
                     raise SubsetError(f"split {split!r}: image_id {image_id} appears twice in {source}")
                 seen.add(image_id)
-                data = _image_bytes(example["image"], image_id)
-                formats[_format(data)] = formats.get(_format(data), 0) + 1
+                data = image_bytes(example["image"], image_id)
+                formats[image_format(data)] = formats.get(image_format(data), 0) + 1
                 (tmp / split / f"{image_id}.jpg").write_bytes(data)
                 cuis = [c.strip() for c in (example.get("cui") or []) if c and c.strip()]
                 nan_cuis += sum(c == NAN_CUI for c in cuis)
@@ -259,8 +256,8 @@ def _from_hf(tmp: Path, source: str, sizes: dict, seed: int, revision, buffer_si
             raise SubsetError(f"split {split!r} ({hf_split!r} in {source}) has {len(rows)} images; {n} asked")
         rows.sort()
         rows_by_split[split] = [r[0] for r in rows]
-        _write_csv(tmp / f"{split}_captions.csv", ("ID", "Caption"), [(i, c) for i, c, _ in rows])
-        _write_csv(tmp / f"{split}_concepts_manual.csv", ("ID", "CUIs"), [(i, ";".join(c)) for i, _, c in rows])
+        write_csv(tmp / f"{split}_captions.csv", ("ID", "Caption"), [(i, c) for i, c, _ in rows])
+        write_csv(tmp / f"{split}_concepts_manual.csv", ("ID", "CUIs"), [(i, ";".join(c)) for i, _, c in rows])
     resolved = _hub_commit(source, revision) if kind == "hf-hub" else None
     missing = {name.format(split=split): reason.format(split=split)
                for name, reason in HF_LACKS.items() for split in (sizes if "{split}" in name else [None])}
@@ -298,7 +295,7 @@ def _from_zenodo(tmp: Path, root: Path, sizes: dict, seed: int) -> dict:
         files = split_files(root, split)
         if not files["captions"].exists():
             raise SubsetError(f"split {split!r}: {files['captions']} not found in the source folder")
-        captions = _raw_rows(files["captions"], ("ID", "Caption"))
+        captions = raw_rows(files["captions"], ("ID", "Caption"))
         ids = sorted(captions)
         if len(ids) < n:
             raise SubsetError(f"split {split!r} ({files['captions']}) has {len(ids)} images; {n} asked")
@@ -307,13 +304,13 @@ def _from_zenodo(tmp: Path, root: Path, sizes: dict, seed: int) -> dict:
         (tmp / split).mkdir()
         for image_id in chosen:  # only these members are read from the zip
             data = read_image_bytes(image_source(root, split, image_id))
-            formats[_format(data)] = formats.get(_format(data), 0) + 1
+            formats[image_format(data)] = formats.get(image_format(data), 0) + 1
             (tmp / split / f"{image_id}.jpg").write_bytes(data)
-        _write_csv(tmp / files["captions"].name, ("ID", "Caption"), [(i, captions[i]) for i in chosen])
+        write_csv(tmp / files["captions"].name, ("ID", "Caption"), [(i, captions[i]) for i in chosen])
         for key in ("concepts", "concepts_manual"):
             if files[key].exists():
-                table = _raw_rows(files[key], ("ID", "CUIs"))
-                _write_csv(tmp / files[key].name, ("ID", "CUIs"), [(i, table[i]) for i in chosen if i in table])
+                table = raw_rows(files[key], ("ID", "CUIs"))
+                write_csv(tmp / files[key].name, ("ID", "CUIs"), [(i, table[i]) for i in chosen if i in table])
             else:
                 missing[files[key].name] = "not in the source folder"
         ids_by_split[split] = chosen
@@ -322,7 +319,7 @@ def _from_zenodo(tmp: Path, root: Path, sizes: dict, seed: int) -> dict:
         shutil.copyfile(mapping, tmp / mapping.name)
     else:
         missing[mapping.name] = "not in the source folder"
-    _copy_licence_rows(root, tmp, ids_by_split, missing)
+    copy_licence_rows(root, tmp, ids_by_split, missing)
     return {
         "source": {"kind": "zenodo", "id": str(root.resolve()),
                    "selection": f"numpy default_rng([seed={seed}, split index]).choice without replacement "
@@ -332,93 +329,3 @@ def _from_zenodo(tmp: Path, root: Path, sizes: dict, seed: int) -> dict:
         "image_formats": formats,
         "notes": ["CSV fields copied unchanged from the source files"],
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def _raw_rows(path: Path, header: tuple[str, str]) -> dict[str, str]:
-    rows = {}
-    for line, fields, problem in iter_csv(path, header):
-        if problem:
-            raise SubsetError(f"{path}: line {line}: {problem}; run `python -m medcap_utils.data check` on the source")
-        rows[fields[0]] = fields[1]
-    return rows
-
-
-def _copy_licence_rows(root: Path, tmp: Path, ids_by_split: dict, missing: dict) -> None:
-    path = root / "license_information.csv"
-    if not path.exists():
-        missing[path.name] = "not in the source folder"
-        return
-    wanted = {i for ids in ids_by_split.values() for i in ids}
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        rows = [r for r in reader if r and r[0] in wanted]
-    _write_csv(tmp / path.name, header, rows)
-
-
-def _write_csv(path: Path, header, rows) -> None:
-    # Minimal quoting and "\n" line ends: byte-identical to the distributed ROCOv2 CSVs
-    # (tests/test_subset.py round-trips the real sample rows).
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _image_bytes(image, image_id: str) -> bytes:
-    if isinstance(image, dict) and image.get("bytes"):
-        return image["bytes"]
-    if isinstance(image, dict) and image.get("path") and Path(image["path"]).is_file():
-        return Path(image["path"]).read_bytes()
-    raise SubsetError(f"image {image_id}: no bytes in the source row")
-
-
-def _format(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "png"
-    if data.startswith(b"\xff\xd8"):
-        return "jpeg"
-    return "other"
-
-
-def _is_data_file(rel: str) -> bool:
-    """Files ``check`` reads: CSVs and images; other files a user adds beside them are not flagged."""
-    return rel.endswith(".csv") or rel.endswith(".jpg") or rel.endswith(".zip") or rel == README
-
-
-def _hash_files(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): file_sha256(p)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; an old ``out`` is set aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _readme(manifest: dict) -> str:
-    source = manifest["source"]
-    lines = [
-        "# ROCOv2 subset", "",
-        f"Written by `medcap_utils.data.subset` from `{source['id']}` ({source['kind']}), seed {manifest['seed']}.",
-        f"Selection: {source['selection']}.", "",
-        "| split | images |", "|---|---|",
-        *[f"| {split} | {len(ids)} |" for split, ids in manifest["ids"].items()], "",
-        "## Missing files", "",
-    ]
-    lines += [f"- `{name}`: {reason}" for name, reason in sorted(manifest["missing"].items())] or ["none"]
-    lines += ["", "## Notes", "", *[f"- {note}" for note in manifest["notes"]], "",
-              "`subset.json` lists every file with its sha256; `python -m medcap_utils.data check DIR` verifies them.",
-              "Licence: the Hugging Face card of ROCOv2 states CC BY-NC-SA 4.0; each image keeps the licence "
-              "of its PMC article (CC BY or CC BY-NC), named per image in Zenodo's license_information.csv.", ""]
-    return "\n".join(lines)

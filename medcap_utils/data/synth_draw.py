@@ -9,9 +9,10 @@ import math
 from fnmatch import fnmatch
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from . import synth_layouts as L
+from .synth_paint import blur, extent, grid, jitter, lowfreq, paint
 
 ARROW_RGB = {"white": (255, 255, 255), "red": (235, 20, 20), "yellow": (255, 220, 0),
              "blue": (20, 70, 255), "green": (0, 205, 50)}
@@ -36,105 +37,6 @@ FRONTAL_VIEWS = {"axial", "coronal", "PA", "AP", "transverse"}
 XRAY_MU = {"nodule": .28, "mass": .35, "effusion": .5, "fracture": -.6}
 
 
-def _box(S, prim):
-    """Bounding-box slices of a super-ellipse primitive and q = d**p (q < 1 inside, d the scaled radius)."""
-    _, cx, cy, a, b, ang, p, _ = prim
-    r = max(a, b) * (1.42 if p > 2 else 1.0) + 2.0 / S
-    x0, x1 = max(int((cx - r) * S), 0), min(int((cx + r) * S) + 2, S)
-    y0, y1 = max(int((cy - r) * S), 0), min(int((cy + r) * S) + 2, S)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    xs = (np.arange(x0, x1, dtype=np.float32) + .5) / S - cx
-    ys = (np.arange(y0, y1, dtype=np.float32) + .5) / S - cy
-    c, s = math.cos(math.radians(ang)), math.sin(math.radians(ang))
-    u = xs[None, :] * (c / a) + ys[:, None] * (s / a)
-    v = ys[:, None] * (c / b) - xs[None, :] * (s / b)
-    if p == 3:
-        q = np.abs(u) ** 3 + np.abs(v) ** 3
-    else:
-        u *= u
-        v *= v
-        if p == 4:
-            u *= u
-            v *= v
-        q = u
-        q += v
-    return (slice(y0, y1), slice(x0, x1)), q
-
-
-def _alpha(q, prim, S, soft=1.0):
-    """Anti-aliased 0..1 coverage; near the edge 1 - d is about (1 - d**p) / p."""
-    k = min(prim[3], prim[4]) * S / soft / prim[6]
-    w = np.subtract(1.0, q, dtype=np.float32)
-    w *= k
-    w += .5
-    return np.clip(w, 0.0, 1.0, out=w)
-
-
-def paint(canvas, value, prim, mode="over", clip=None):
-    """Paint ``value`` where ``prim`` lies; ``clip`` restricts it to inside another primitive.
-
-    mode "over" blends towards value, "add" adds it, "thick" adds value times the path length
-    through an ellipsoid (X-ray projection)."""
-    S = canvas.shape[0]
-    got = _box(S, prim)
-    if got is None:
-        return
-    sl, q = got
-    if mode == "thick":
-        d2 = q if prim[6] == 2 else q ** (2.0 / prim[6])
-        w = np.sqrt(np.clip(1.0 - d2, 0.0, 1.0))
-    else:
-        w = _alpha(q, prim, S)
-    if clip is not None:
-        cg = _box(S, clip)
-        if cg is None:
-            return
-        full = np.zeros_like(canvas)
-        full[cg[0]] = _alpha(cg[1], clip, S)
-        w = w * full[sl]
-    if mode == "over":
-        canvas[sl] += w * (value - canvas[sl])
-    else:
-        canvas[sl] += w * value
-
-
-def extent(prim):
-    """Axis-aligned half extents of a rotated ellipse."""
-    _, cx, cy, a, b, ang, _, _ = prim
-    c, s = abs(math.cos(math.radians(ang))), abs(math.sin(math.radians(ang)))
-    return cx, cy, math.hypot(a * c, b * s), math.hypot(a * s, b * c)
-
-
-def jitter(entries, rng, rot=4.0, scale=(.93, 1.05), shift=.03):
-    """Small random pose and shape changes, so no two images of a class are identical."""
-    s = rng.uniform(*scale)
-    dx, dy = rng.uniform(-shift, shift, 2)
-    th = math.radians(rng.uniform(-rot, rot))
-    c, sn = math.cos(th), math.sin(th)
-    out = []
-    for t, cx, cy, a, b, ang, p, name in entries:
-        x, y = cx - .5, cy - .5
-        k = rng.uniform(.96, 1.04, 2)
-        out.append((t, .5 + s * (c * x - sn * y) + dx, .5 + s * (sn * x + c * y) + dy,
-                    a * s * k[0], b * s * k[1], ang + math.degrees(th), p, name))
-    return out
-
-
-def _blur(arr, r):
-    im = Image.fromarray(np.clip(arr * 255, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(r))
-    return np.asarray(im, dtype=np.float32) / 255.0
-
-
-def _lowfreq(rng, S, n=6):
-    """Smooth random field in about -1..1 (bias fields, shading)."""
-    im = Image.fromarray(rng.normal(0, 1, (n, n)).astype(np.float32), mode="F")
-    return np.asarray(im.resize((S, S), Image.BICUBIC), dtype=np.float32)
-
-
-def _grid(S):
-    g = (np.arange(S, dtype=np.float32) + .5) / S
-    return g[None, :], g[:, None]
 
 
 # ----------------------------------------------------------------------------- finding placement
@@ -221,18 +123,18 @@ def _bbox(prims, clip=None):
 def _finish_cross(mod, canvas, rng, S):
     if mod == "CT":
         img = canvas * rng.uniform(.95, 1.05) + rng.normal(0, .02, canvas.shape).astype(np.float32)
-        return np.repeat(_blur(img, .6)[..., None], 3, axis=2)
+        return np.repeat(blur(img, .6)[..., None], 3, axis=2)
     if mod == "MRI":
-        X, Y = _grid(S)
-        bias = 1 + .25 * ((X - .5) * rng.uniform(-1, 1) + (Y - .5) * rng.uniform(-1, 1)) + .05 * _lowfreq(rng, S)
-        img = _blur(canvas, 1.0) * bias * (1 + .07 * _lowfreq(rng, S, 24))
+        X, Y = grid(S)
+        bias = 1 + .25 * ((X - .5) * rng.uniform(-1, 1) + (Y - .5) * rng.uniform(-1, 1)) + .05 * lowfreq(rng, S)
+        img = blur(canvas, 1.0) * bias * (1 + .07 * lowfreq(rng, S, 24))
         n1, n2 = rng.normal(0, .04, (2, S, S)).astype(np.float32)
         img = np.sqrt((img + n1) ** 2 + n2 ** 2)         # magnitude images have Rician noise
         return np.repeat(img[..., None], 3, axis=2)
     # PET: smooth uptake, counting noise, hot colour map on black
-    img = _blur(canvas * rng.uniform(.8, 1.0), 3.5)
+    img = blur(canvas * rng.uniform(.8, 1.0), 3.5)
     img = np.clip(img * (1 + rng.normal(0, .12, img.shape).astype(np.float32)), 0, None)
-    img = _blur(img, 1.0) * 1.1
+    img = blur(img, 1.0) * 1.1
     return np.stack([np.clip(3 * img, 0, 1), np.clip(3 * img - 1, 0, 1), np.clip(3 * img - 2, 0, 1)], axis=2)
 
 
@@ -290,8 +192,8 @@ def _draw_xray(a, rng, S):
         paint(att, pr[0], pr, "thick")
     info = _draw_finding(a, entries, att, rng, S, L.FOV_MM[a["region"]], XRAY_MU.__getitem__, mode="thick")
     img = 1 - np.exp(-1.9 * np.clip(att, 0, None))
-    X, Y = _grid(S)
-    img = _blur(img, 1.1) * (1 - .25 * ((X - .5) ** 2 + (Y - .5) ** 2)) + rng.normal(0, .025, (S, S)).astype(np.float32)
+    X, Y = grid(S)
+    img = blur(img, 1.1) * (1 - .25 * ((X - .5) ** 2 + (Y - .5) ** 2)) + rng.normal(0, .025, (S, S)).astype(np.float32)
     img = np.clip(img, 0, 1) ** rng.uniform(.85, 1.1) * .92 + .04
     return np.repeat(img[..., None], 3, axis=2), info
 
@@ -317,8 +219,8 @@ def _draw_us(a, rng, S):
             cx, cy = info["center"]
             r = info["radius"]
             paint(echo, .25, (None, cx, cy + r + .12, r * .9, .12, 0, 4, None), "add")
-    img = _blur(echo * rng.rayleigh(.8, (S, S)).astype(np.float32), .7)
-    X, Y = _grid(S)
+    img = blur(echo * rng.rayleigh(.8, (S, S)).astype(np.float32), .7)
+    X, Y = grid(S)
     if region == "neck":           # linear probe: rectangular field
         mask = ((X > .06) & (X < .94) & (Y > .04) & (Y < .97)).astype(np.float32)
         depth = Y
@@ -428,8 +330,8 @@ def _draw_angio(a, rng, S):
         r = info["radius"]
         info["bbox"] = [float(min(max(v, 0.0), 1.0)) for v in (info["center"][0] - r, info["center"][1] - r,
                                                               info["center"][0] + r, info["center"][1] + r)]
-    img = _blur(np.asarray(im, dtype=np.float32) / 255.0, .8)
-    img = img + .03 * _lowfreq(rng, S) + rng.normal(0, .02, (S, S)).astype(np.float32)
+    img = blur(np.asarray(im, dtype=np.float32) / 255.0, .8)
+    img = img + .03 * lowfreq(rng, S) + rng.normal(0, .02, (S, S)).astype(np.float32)
     return np.repeat(np.clip(img, 0, 1)[..., None], 3, axis=2), info
 
 

@@ -40,7 +40,7 @@ def image_paths_for(ids: list, images) -> list[str] | None:
         return None
     if isinstance(images, dict):
         return [str(images[i]) for i in ids]
-    from medcap_utils.data.rocov2 import regular_file_problem
+    from medcap_utils.data.files import regular_file_problem
 
     root = Path(images)
     paths = []

@@ -1,5 +1,5 @@
-"""Seed 001 (MedBLIP): BLIP zero-shot vs fine-tuned (full, decoder-only, encoder-only) and the
-comparison models ViT-GPT2, BLIP-2 and InstructBLIP, with wall-clock training time per variant.
+"""Notebook ``03_medblip_ablation``, seed 001 (MedBLIP): BLIP zero-shot vs fine-tuned (full, decoder-only,
+encoder-only) and the comparison models ViT-GPT2, BLIP-2 and InstructBLIP, with wall-clock training time per variant.
 
 The paper's claims checked here: full fine-tuning is best; decoder-only fine-tuning (vision encoder
 frozen) is close to it at about 5% less training time. Variants share one start model, one training
@@ -106,7 +106,7 @@ def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=Non
                            else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if train is None:  # a hub checkpoint zero-shot: skip up front what cannot fit this device
-        from medcap_utils.device import fits_device
+        from medcap_utils.memory import fits_device
 
         fit = fits_device(source, "inference", device=device, name=f"{kind} ({source})")
         if not fit.ok:

@@ -1,4 +1,4 @@
-"""Notebook 06's steps around the MSMedCap model: recipe reading, the demo LM's text pre-training,
+"""Notebook ``06_msmedcap``'s steps around the MSMedCap model: recipe reading, the demo LM's text pre-training,
 stage 1 and stage 2 through ``training.fit``, captioning a split, scoring, and the paper's Table 1.
 
 Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in ``medcap_utils.training.msmedcap_pretrain``.
@@ -45,7 +45,7 @@ def pretrain_demo_lm(lm_dir, tokenizer, captions, cfg: TrainConfig, max_length: 
     """Demo only: teach the tiny random OPT the demo caption language from text alone, then save it
     back to ``lm_dir``. The real OPT-2.7b arrives pre-trained on text; a frozen random LM could not be
     steered into captions by the queries at all, which would make the demo meaningless."""
-    from medcap_utils.models.msmedcap import load_language_model
+    from medcap_utils.models.msmedcap_parts import load_language_model
 
     lm = load_language_model(lm_dir)
     texts = [c + tokenizer.eos_token for c in captions]

@@ -87,7 +87,7 @@ def load_blip2(path_or_id: str | Path = BLIP2_ID, instruct: bool = False, dtype=
     local directory written by :func:`build_demo_blip2`. Used by notebook 03.
 
     ``dtype=None``: :func:`medcap_utils.device.inference_dtype` of ``device`` (fp16 on a GPU, as LAVIS runs these
-    models; fp32 on CPU or without a device). Ask :func:`medcap_utils.device.fits_device` before loading a hub id."""
+    models; fp32 on CPU or without a device). Ask :func:`medcap_utils.memory.fits_device` before loading a hub id."""
     from medcap_utils.hub import from_pretrained  # a missing or corrupt checkpoint: one clear error
 
     model_cls, processor_cls = _classes(instruct)

@@ -120,7 +120,7 @@ def _run(args, ap, kw) -> int:
     if not args.images:
         ap.error("give IMAGE files or --data-dir")
     from medcap_utils.data.images import ImageDecodeError
-    from medcap_utils.data.rocov2 import regular_file_problem
+    from medcap_utils.data.files import regular_file_problem
 
     for path in args.images:  # before loading the model; a FIFO is never opened (that would block)
         problem = regular_file_problem(path)

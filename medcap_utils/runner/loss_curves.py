@@ -75,7 +75,7 @@ def run(model_name: str = "tiny", image_size: int = 64, batch_size: int = 8, ste
     """The four runs of the module docstring; returns the per-step table and :func:`compare`'s summary."""
     from transformers import BlipForConditionalGeneration
 
-    from medcap_utils.runner.bench import bench_data, bench_dataset, bench_processor, blip_config, device_info
+    from medcap_utils.runner.bench_setup import bench_data, bench_dataset, bench_processor, blip_config, device_info
     from medcap_utils.models.blip import blip_tokenizer
 
     images, captions = bench_data(data_dir, image_size, captions_csv)

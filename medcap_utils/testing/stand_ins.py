@@ -256,7 +256,7 @@ def build_opt(out: Path) -> None:
 
 def build_bert(out: Path) -> None:
     """BertForMaskedLM with bert-base-uncased's vocabulary and widths (768 hidden, 3072 feed-forward, 512
-    positions), because ``msmedcap.init_branch_from_bert`` copies its tensors into the rocov2 Q-Former
+    positions), because ``msmedcap_parts.init_branch_from_bert`` copies its tensors into the rocov2 Q-Former
     (768 wide) only where shapes match; one layer instead of 12, stored in float16 to halve the bytes."""
     from transformers import BertConfig, BertForMaskedLM
 

@@ -1,10 +1,13 @@
 """Generic Hugging Face Accelerate training loop used by every trainable model (notebooks 02, 03, 05-07).
 
-``fit(model, train_dataset, TrainConfig(...), loss_fn, ...)`` -> ``TrainResult``; see ``loop.py``.
+``fit(model, train_dataset, TrainConfig(...), loss_fn, ...)`` -> ``TrainResult``; see ``loop.py`` (the loop),
+``optim.py`` (optimiser, learning-rate schedule, gradient checkpointing) and ``resume.py`` (checkpoints that resume
+only under the same settings).
 """
 from .config import TrainConfig, TrainResult
-from .loop import (RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, EpochShuffleSampler, ResumeMismatchError, build_optimizer, config_changes,
-                   enable_gradient_checkpointing, fit, lr_factor, mean_loss, move_to)
+from .loop import EpochShuffleSampler, fit, mean_loss, move_to
+from .optim import build_optimizer, enable_gradient_checkpointing, lr_factor
+from .resume import RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, ResumeMismatchError, config_changes
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "build_optimizer", "lr_factor", "mean_loss", "move_to",
            "EpochShuffleSampler", "enable_gradient_checkpointing", "RESUME_MAY_CHANGE", "REUSE_MAY_CHANGE", "ResumeMismatchError",

@@ -184,7 +184,8 @@ def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, t
     cfg = recipe["train"]
     plan = None
     if torch.cuda.is_available() and recipe["model"]:  # before loading: keep the effective batch within this GPU
-        from medcap_utils.device import model_config, plan_batch, resolve_mixed_precision
+        from medcap_utils.device import resolve_mixed_precision
+        from medcap_utils.memory import model_config, plan_batch
 
         plan = plan_batch(model_config(recipe["model"]), cfg.batch_size, cfg.grad_accum, image_size=size,
                           text_tokens=recipe["max_length"], name=recipe["model"],

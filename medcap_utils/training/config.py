@@ -41,7 +41,7 @@ class TrainConfig:
     #: run is fp32 whatever mixed_precision says
     allow_cpu_autocast: bool = False
     #: recompute each transformer layer in the backward pass (HF gradient_checkpointing_enable): activations of a
-    #: layer are not kept, at the cost of one more forward; medcap_utils.device.plan_batch turns it on when needed
+    #: layer are not kept, at the cost of one more forward; medcap_utils.memory.plan_batch turns it on when needed
     gradient_checkpointing: bool = False
     max_grad_norm: float | None = None  # None = no clipping
     seed: int = 0

@@ -8,7 +8,6 @@ resume bit-exactly after a kill.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -24,6 +23,8 @@ from ..device import current_device, resolve_mixed_precision
 from ..model_files import write_checksums
 from ..progress import tqdm
 from .config import TrainConfig, TrainResult
+from .optim import build_optimizer, enable_gradient_checkpointing, lr_factor
+from .resume import check_resume, complete_checkpoints
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module, int], dict]
@@ -72,54 +73,6 @@ class _LoopState:
         self.__dict__.update(state)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig,
-                    fused: bool | None = None) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD from the recipe; Adam(W) uses the fused CUDA kernel when the parameters are on a GPU
-    (one launch for all tensors instead of several per tensor; same update up to rounding)."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ValueError("no trainable parameters (everything frozen?)")
-    fused = params[0].is_cuda if fused is None else fused
-    fused = fused or None  # None: torch's default (foreach)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                 fused=fused)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                fused=fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """Per-layer activation recomputation of a transformers model (BLIP: vision encoder and text decoder layers
-    are ``GradientCheckpointingLayer``s in transformers 5). Non-reentrant checkpointing, as PyTorch recommends:
-    it needs no input that requires grad, so a frozen embedding or vision encoder does not cut the gradient."""
-    if not getattr(model, "supports_gradient_checkpointing", False):
-        raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24; the old name warns there
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> float:
-    """Multiplier of ``cfg.lr`` after ``step`` optimiser steps: linear warm-up, then the schedule.
-
-    StepLR counts whole epochs (``step // steps_per_epoch``), as the papers state it.
-    """
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.scheduler == "step":
-        return cfg.gamma ** ((step // max(steps_per_epoch, 1)) // max(cfg.step_size, 1))
-    if cfg.scheduler in ("cosine", "linear"):
-        span = max(total_steps - cfg.warmup_steps, 1)
-        progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
-        shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.scheduler == "cosine" else 1 - progress
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
-    return 1.0
-
-
 def move_to(batch: Any, device: torch.device) -> Any:
     """Tensors in nested dicts/lists/tuples moved to ``device`` (non-blocking)."""
     if torch.is_tensor(batch):
@@ -160,66 +113,6 @@ def _batch_size(batch: Any) -> int:
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
-
-
-def _checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a directory is renamed into place only once written)."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("step_*") if p.is_dir() and (p / "loop_done").exists()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
-
-
-#: TrainConfig fields that may differ between a checkpoint and the run resuming it. Everything else (lr,
-#: batch size, schedule, seed, precision, any field added later such as a recipe hash) changes what the
-#: resumed steps compute, so a resume with another value is refused rather than mixing two runs.
-RESUME_MAY_CHANGE = frozenset({
-    "epochs", "max_steps",  # extending (or cutting short) a run is what resuming is for; note that a cosine or
-    #                         linear schedule is stretched to the new length from the resumed step on
-    "early_stopping_patience",  # decides when to stop, not what a step computes
-    "progress", "log_every",  # display only
-    "num_workers",  # loader processes; batches and their order depend on (seed, epoch) only
-    "output_dir",  # the same folder moved or named by another path
-    "resume",  # how this call starts, not what the run is
-    "keep_checkpoints", "checkpoint_every_steps",  # when and how many checkpoints are kept
-    "gradient_checkpointing",  # recomputes activations in the backward pass: memory only, same gradients
-})
-
-
-#: The part of RESUME_MAY_CHANGE that does not change the trained weights at all: a finished model folder is
-#: reused when only these differ. epochs, max_steps and early_stopping_patience do change the result, so a
-#: finished model with other values is trained on (resumed) or trained again, never reused as it is.
-REUSE_MAY_CHANGE = RESUME_MAY_CHANGE - {"epochs", "max_steps", "early_stopping_patience"}
-
-
-class ResumeMismatchError(ValueError):
-    """A checkpoint saved with other training settings than the run that would resume it."""
-
-
-def _comparable(config: dict) -> dict:
-    return json.loads(json.dumps(config, default=str))  # tuples -> lists, paths -> str, as stored
-
-
-def config_changes(old: dict, new: dict, may_change: Iterable[str] = RESUME_MAY_CHANGE) -> list[str]:
-    """``"key: old -> new"`` for every setting that differs (keys only one side has count as changed)."""
-    old, new, skip = _comparable(old), _comparable(new), set(may_change)
-    return [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
-            for k in sorted(set(old) | set(new)) if k not in skip and old.get(k, "<absent>") != new.get(k, "<absent>")]
-
-
-def check_resume(checkpoint: Path, cfg: TrainConfig) -> None:
-    """Refuse to resume ``checkpoint`` when it was trained with other settings than ``cfg`` (checkpoints
-    from before the settings were recorded are resumed as before)."""
-    recorded = json.loads((checkpoint / "loop_done").read_text()).get("config")
-    if recorded is None:
-        return
-    changes = config_changes(recorded, cfg.to_dict())
-    if changes:
-        out = checkpoint.parent.parent
-        raise ResumeMismatchError(
-            f"{out} holds a run trained with other settings; resuming it would continue the old run under "
-            f"the new settings:\n  " + "\n  ".join(changes) + f"\nFix: write to a new output_dir, delete {out} "
-            "to train from scratch there, or pass resume=False (the old checkpoints are overwritten).")
 
 
 def fit(
@@ -299,8 +192,8 @@ def fit(
     state = _LoopState()
     accelerator.register_for_checkpointing(scheduler, state)
 
-    if ckpt_root and cfg.resume and _checkpoints(ckpt_root):
-        latest = _checkpoints(ckpt_root)[-1]
+    if ckpt_root and cfg.resume and complete_checkpoints(ckpt_root):
+        latest = complete_checkpoints(ckpt_root)[-1]
         check_resume(latest, cfg)
         accelerator.load_state(str(latest))
         accelerator.print(f"resumed from {latest} (epoch {state.epoch}, step {state.global_step})")
@@ -327,14 +220,14 @@ def fit(
             raise
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            # written last: _checkpoints() takes a folder with loop_done as complete; the settings are
+            # written last: complete_checkpoints() takes a folder with loop_done as complete; the settings are
             # compared with the next run's before it resumes (check_resume)
             atomic_write_json(tmp / "loop_done", {"step": state.global_step, "epoch": state.epoch,
                                                   "config": cfg.to_dict()})
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)  # atomic: a kill leaves either no checkpoint or a complete one
-            for old in _checkpoints(ckpt_root)[: -cfg.keep_checkpoints]:
+            for old in complete_checkpoints(ckpt_root)[: -cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 

@@ -160,23 +160,6 @@ def best_threshold(curve: pd.DataFrame, column: str = "f1_per_image") -> float:
 
 
 # -------------------------------------------------------------------------------------- recipe
-def load_recipe(path: str | Path, variant: str = "paper") -> dict:
-    """The MedCSRA recipe for ``variant``: ``"paper"``, ``"authors_code"`` (the authors' code over paper) or
-    ``"demo"`` (the demo section over paper), read by :func:`medcap_utils.training.recipe.read_recipe`.
-
-    Every section comes back as a dict of the keys given; ``train`` also carries ``recipe_hash`` (so
-    ``TrainConfig.from_dict(recipe["train"])`` records it), and ``recipe_hash`` is on top too.
-    """
-    from medcap_utils.training.recipe import RecipeError, read_recipe
-    from medcap_utils.training.recipe_schema import MedcsraRecipe
-
-    if variant not in ("paper", "authors_code", "demo"):
-        raise RecipeError(f"{path}: variant: expected 'paper', 'authors_code' or 'demo', found {variant!r}")
-    recipe = read_recipe(resolve(path), MedcsraRecipe, profile="demo" if variant == "demo" else "rocov2",
-                         variant=None if variant == "demo" else variant, train_as="mapping")
-    return recipe
-
-
 def pixel_recipe(data: dict) -> PixelRecipe:
     aug = data.get("augment")
     return PixelRecipe(image_size=int(data["image_size"]), normalize=bool(data.get("normalize", True)),

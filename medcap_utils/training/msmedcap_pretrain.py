@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medcap_utils.models.msmedcap import MSMedCap, QFormerBranch
+from medcap_utils.models.msmedcap import MSMedCap
+from medcap_utils.models.msmedcap_parts import QFormerBranch
 
 OBJECTIVES = ("itc", "itm", "itg")
 
