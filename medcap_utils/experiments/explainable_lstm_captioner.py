@@ -290,28 +290,7 @@ def load_or_train(data_dir, recipe: dict, out_dir, retrain: bool = False, **kwar
 # ---- evaluation beside the paper -------------------------------------------------------------
 
 COCO_COLUMNS = ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr")  # METEOR (a Java start per call) is in notebook 08
-
-
-def coco_metrics(gt: dict[str, str], pred: dict[str, str], metrics=COCO_COLUMNS) -> dict:
-    """Corpus-level pycocoevalcap scores (the evaluation module's ``coco_scores``, one reference per
-    image); a metric that cannot run (e.g. METEOR without Java) is NaN."""
-    from medcap_utils.metrics.coco import coco_scores
-
-    scores = coco_scores({i: [gt[i]] for i in gt}, {i: pred.get(i, "") for i in gt}, list(metrics))
-    return {m: float(scores.get(m, float("nan"))) for m in metrics}
-
-
-def imageclef_metrics(gt: dict[str, str], pred: dict[str, str], protocol: str = "imageclef2025"):
-    """The ImageCLEF protocol's scores that can be computed here and, for the rest, why not."""
-    import pandas as pd
-
-    from medcap_utils.evaluation.evaluate import evaluate_captions
-
-    res = evaluate_captions(gt, pred, protocol=protocol, bootstrap=0)
-    rows = [{"metric": k, "value": v, "note": ""} for k, v in res["scores"].items()]
-    rows += [{"metric": k, "value": float("nan"), "note": f"unavailable: {why}"}
-             for k, why in res["unavailable"].items()]
-    return pd.DataFrame(rows)
+# notebook 07 scores these (and the ImageCLEF protocol's) with medcap_utils.evaluation.scores.score_row
 
 
 def paper_table1():

@@ -133,21 +133,17 @@ def score_predictions(name: str, preds: dict, test, data_dir: str | Path, split:
                       run_prefix: str = "medblip", meta: dict | None = None) -> dict:
     """Score ``{id: caption}`` on ``test`` (a ``CaptionImageCacheDataset``) and write the run directory.
 
-    Row: BLEU-1/4, ROUGE-L, CIDEr (pycocoevalcap; METEOR left out to save a Java start per model),
-    the ImageCLEF ROUGE-1, and the share of captions naming the image's modality.
+    Row (:func:`medcap_utils.evaluation.scores.score_dataset`): BLEU-1/4, ROUGE-L, CIDEr (pycocoevalcap;
+    METEOR left out to save a Java start per model), the ImageCLEF ROUGE-1, and the share of captions naming
+    the image's modality.
     """
-    from medcap_utils.evaluation.evaluate import evaluate_captions
-    from medcap_utils.metrics.modality import modality_mention_rate
     from medcap_utils.evaluation.runfiles import write_run_dir
+    from medcap_utils.evaluation.scores import score_dataset
 
-    gt = dict(zip(test.ids, test.captions))
     run_dir = write_run_dir(f"{run_prefix}_{name}", "captions", split, str(data_dir), preds, meta=meta or {})
-    # bootstrap > 0: evaluate_captions fails on corpus-BLEU CIs with bootstrap=0 (reported upstream)
-    result = evaluate_captions(gt, preds, protocol="coco", metrics=list(SCORES[:-1]), bootstrap=100,
-                               out_dir=run_dir)
-    return {"model": name, **{k: result["scores"].get(k) for k in SCORES[:-1]},
-            "modality_rate": modality_mention_rate([preds[i] for i in test.ids], test.modalities),
-            "run_dir": str(run_dir)}
+    # 100 resamples: the confidence intervals written to the run directory's scores.json
+    row = score_dataset(test, preds, metrics=SCORES[:-1], bootstrap=100, out_dir=run_dir)
+    return {"model": name, **row, "run_dir": str(run_dir)}
 
 
 def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "test", batch_size: int = 32,
