@@ -203,9 +203,9 @@ def ablation_recipe(profile: str = "demo", recipe_path: str | Path = RECIPE, wid
 
 def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
                           train=None, retrain: bool = False):
-    """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when saved,
-    trained otherwise, by :func:`medcap_utils.training.reuse.should_reuse`). ``recipe`` defaults to the demo recipe with :data:`DEMO_OVERRIDES`; ``train``
-    to the whole training split. Used by notebooks 03 and 04."""
+    """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when
+    :func:`medcap_utils.training.reuse.should_reuse` says so, trained otherwise). ``recipe`` defaults to the
+    demo recipe with :data:`DEMO_OVERRIDES`; ``train`` to the whole training split. Used by notebooks 03 and 04."""
     import json
 
     from medcap_utils.atomic import atomic_directory
