@@ -137,12 +137,13 @@ def test_demo_blip_learns_beyond_untrained_and_most_frequent_caption(demo_root_4
     from medcap_utils.evaluation.baselines import most_frequent_caption
     from medcap_utils.metrics.coco import coco_scores
     from medcap_utils.metrics.modality import modality_mention_rate
-    from medcap_utils.training.blip import initial_model, load_blip_recipe, train_blip_recipe
+    from medcap_utils.models.blip import load_blip
+    from medcap_utils.training.blip import load_blip_recipe, start_model, train_blip_recipe
     from medcap_utils.training.captioning_data import caption_dataset
 
     recipe = load_blip_recipe("configs/recipes/2q2t-2024.yaml", "blip_base", "demo", epochs=40, log_every=50)
     recipe["eval_images"] = 0  # speed: validation loss only
-    untrained, processor = initial_model(recipe, demo_root_480_200, tmp_path)
+    untrained, processor = load_blip(start_model(recipe, demo_root_480_200, tmp_path))
     model, processor, result = train_blip_recipe(recipe, demo_root_480_200, tmp_path)
     test = caption_dataset(demo_root_480_200, "test", recipe["image_size"])
     refs = dict(zip(test.ids, test.captions))

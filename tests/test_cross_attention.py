@@ -101,3 +101,16 @@ def test_gallery_has_one_row_per_caption(result):
     fig = plot_gallery([result, result], ["correct", "wrong"], max_tokens=3)
     panels = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is None]
     assert len(panels) == 2 * 4 and len(fig.axes) == len(panels) + 1  # one colour bar for the figure
+
+
+def test_one_upsample_for_cross_attention_and_the_lstm_explanations():
+    from medcap_utils.analysis import explain
+
+    maps = torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(0))
+    raw = upsample(maps, (16, 20))  # notebook 03: values kept (mass in the box)
+    shown = explain.upsample(maps.numpy(), (16, 20))  # notebook 07: each map rescaled to [0, 1] for display
+    assert isinstance(raw, torch.Tensor) and isinstance(shown, np.ndarray) and shown.shape == (3, 16, 20)
+    lo, hi = raw.amin(dim=(1, 2), keepdim=True), raw.amax(dim=(1, 2), keepdim=True)
+    assert np.allclose(shown, ((raw - lo) / (hi - lo)).numpy(), atol=1e-6)
+    assert shown.min() == 0 and np.allclose(shown.max(axis=(1, 2)), 1)
+    assert np.allclose(explain.upsample(maps[0].numpy(), (16, 20)), shown[0])  # one (h, w) map

@@ -63,27 +63,28 @@ RECIPE = {"model": None, "image_size": 32, "build": {}}
 
 
 def test_kill_while_building_demo_blip_init_leaves_nothing_and_is_rebuilt(tmp_path, fake_demo_blip):
-    from medcap_utils.training.blip import initial_model
+    from medcap_utils.models import blip
+    from medcap_utils.training.blip import start_model
 
     with pytest.raises(_Killed):
-        initial_model(RECIPE, tmp_path / "data", tmp_path / "out")
+        blip.load_blip(start_model(RECIPE, tmp_path / "data", tmp_path / "out"))
     assert not (tmp_path / "out" / "init").exists()  # before: init/ with config.json only, reused for good
-    assert initial_model(RECIPE, tmp_path / "data", tmp_path / "out") == ("loaded", tmp_path / "out" / "init")
+    assert blip.load_blip(start_model(RECIPE, tmp_path / "data", tmp_path / "out")) == ("loaded", tmp_path / "out" / "init")
     assert len(fake_demo_blip) == 2
     assert _names(tmp_path / "out" / "init") == [CHECKSUMS, "config.json", "model.safetensors"]
     verify_model_dir(tmp_path / "out" / "init", require_checksums=True)
 
 
 def test_init_left_half_written_by_an_older_run_is_rebuilt(tmp_path, fake_demo_blip):
-    from medcap_utils.experiments.medblip_ablation import start_model
+    from medcap_utils.training.blip import start_model
 
     init = tmp_path / "out" / "init"
     init.mkdir(parents=True)
     (init / "config.json").write_text("{}")  # what a kill during the old save_pretrained left
     with pytest.raises(_Killed):
-        start_model(tmp_path / "data", tmp_path / "out", RECIPE)
+        start_model(RECIPE, tmp_path / "data", tmp_path / "out")
     assert _names(init) == ["config.json"]  # the old folder is untouched by the failed rebuild
-    assert start_model(tmp_path / "data", tmp_path / "out", RECIPE) == str(init)
+    assert start_model(RECIPE, tmp_path / "data", tmp_path / "out") == str(init)
     assert len(fake_demo_blip) == 2 and (init / "model.safetensors").exists() and (init / CHECKSUMS).exists()
 
 
@@ -474,6 +475,7 @@ def test_reuse_of_a_finished_lstm_captioner_compares_the_recorded_settings(tmp_p
     recipe = {"model": {"encoder": "demo", "width": 8}, "train": {"lr": 0.1, "epochs": 2}, "text": {}}
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.pt").write_bytes(b"")
+    write_checksums(tmp_path / "model")  # a finished save (the one rule reuses complete folders only)
     info = {"data_dir": str((tmp_path / "data").resolve()), "settings": pipe._settings(recipe, None)}
     monkeypatch.setattr(pipe, "load_trained", lambda d: ("model", "vocab", [], "text", info))
     monkeypatch.setattr(pipe, "train_captioner", lambda *a, **k: "trained")
@@ -494,6 +496,7 @@ def test_reuse_of_a_saved_medblip_variant_trained_with_another_lr_is_refused(tmp
     (tmp_path / "full").mkdir()
     info = {"variant": "full", "settings": recorded_settings(recipe)}
     (tmp_path / "full" / "train_info.json").write_text(json.dumps(info))
+    write_checksums(tmp_path / "full")  # a finished save (the one rule reuses complete folders only)
     monkeypatch.setattr("medcap_utils.models.blip.load_blip", lambda p: (torch.nn.Linear(1, 1), "proc"))
     assert ab.load_or_train_variant("full", tmp_path / "data", tmp_path, recipe)[2] == info
     with pytest.raises(ValueError, match=r"(?s)full holds a variant trained with other settings.*train.lr: 0.001 -> 0.01"):

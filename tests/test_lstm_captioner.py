@@ -272,7 +272,9 @@ def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, train_ro
     fresh = untrained_model(xai, recipe, out["vocab"], out["labels"], train_root.parent / "xai-fresh")
     untrained = xai.generate(fresh, out["vocab"], images, ids, max_len=28).captions
     frequent = {i: most_frequent_caption(xai.split_frame(train_root, "train")["caption"]) for i in ids}
-    bleu4 = {name: xai.coco_metrics(gt, pred, metrics=("Bleu_4",))["Bleu_4"]
+    from medcap_utils.evaluation.scores import score_row
+
+    bleu4 = {name: score_row(gt, {i: pred.get(i, "") for i in gt}, metrics=("Bleu_4",))["Bleu_4"]
              for name, pred in [("trained", trained), ("untrained", untrained), ("frequent", frequent)]}
     paper = {name: xai.imageclef_bleu(gt, pred)["bleu"]
              for name, pred in [("trained", trained), ("untrained", untrained), ("frequent", frequent)]}

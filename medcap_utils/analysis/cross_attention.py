@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from medcap_utils.analysis.upsample import upsample  # noqa: F401 (notebook 03 and its tests import it from here)
 
 
 
@@ -115,12 +116,6 @@ def aggregate(attention: torch.Tensor, heads: str | int = "mean", layers: str | 
         raise ValueError(f"heads={heads!r}; expected 'mean', 'max' or an index")
     maps = per_head.mean(dim=0)
     return maps / maps.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-
-
-def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """``(tokens, g, g)`` -> ``(tokens, H, W)`` by bilinear interpolation (each patch covers its pixels)."""
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def mass_in_box(maps: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:

@@ -19,21 +19,15 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from medcap_utils.analysis.upsample import upsample as _upsample
 from medcap_utils.report import save_figure
 
 
 def upsample(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(h, w) or (T, h, w) attention -> image size, bilinear, each map rescaled to [0, 1] for display."""
-    t = torch.as_tensor(np.asarray(att, dtype=np.float32))
-    squeeze = t.dim() == 2
-    t = t[None] if squeeze else t
-    up = F.interpolate(t[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    lo = up.amin(dim=(1, 2), keepdim=True)
-    hi = up.amax(dim=(1, 2), keepdim=True)
-    up = ((up - lo) / (hi - lo).clamp_min(1e-12)).numpy()
-    return up[0] if squeeze else up
+    """(h, w) or (T, h, w) attention -> image size, bilinear, each map rescaled to [0, 1] for display
+    (:func:`medcap_utils.analysis.upsample.upsample` with ``rescale=True``)."""
+    return _upsample(np.asarray(att, dtype=np.float32), size, rescale=True)
 
 
 def attention_gallery(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, title: str = "",

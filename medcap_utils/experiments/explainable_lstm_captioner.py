@@ -259,59 +259,37 @@ def _settings(recipe: dict, train_overrides: dict | None) -> dict:
 
 
 def load_or_train(data_dir, recipe: dict, out_dir, retrain: bool = False, **kwargs) -> dict:
-    """The trained captioner in ``out_dir/model`` if present (same data), else :func:`train_captioner`.
+    """The trained captioner in ``out_dir/model`` if it may be reused, else :func:`train_captioner`.
 
-    A saved model trained with other settings is refused, naming them; other epochs (or max_steps, patience)
-    train it again. Models saved before the settings were recorded are reused as before."""
+    Decided by :func:`medcap_utils.training.reuse.should_reuse`: a complete folder trained on the same data
+    with the same settings is loaded; other epochs (or max_steps, patience) or other data train it again; any
+    other changed setting is refused, naming it. Models saved before the settings were recorded are reused."""
     import pandas as pd
 
-    from medcap_utils.training import RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, config_changes
+    from medcap_utils.training.reuse import Stale, should_reuse
 
     target = Path(out_dir) / "model"
-    if not retrain and (target / "model.pt").exists():
-        model, vocab, labels, text, info = load_trained(target)
-        same_data = info.get("data_dir") in (None, str(Path(data_dir).resolve()))  # other data: trained anew
-        recorded, new = info.get("settings"), _settings(recipe, kwargs.get("train_overrides"))
-        changes = [] if recorded is None or not same_data else config_changes(
-            recorded, new, may_change=[f"train.{k}" for k in RESUME_MAY_CHANGE])
-        if changes:
-            raise ValueError(f"{target} holds a captioner trained with other settings:\n  " + "\n  ".join(changes)
-                             + f"\nFix: retrain=True, another out_dir, or delete {target}.")
-        longer = [] if recorded is None else config_changes(recorded, new, [f"train.{k}" for k in REUSE_MAY_CHANGE])
-        if longer:
-            print(f"{target}: trained with {'; '.join(longer)}; training again")
-        elif same_data:
-            return {"model": model, "vocab": vocab, "labels": labels, "text": text,
-                    "history": pd.DataFrame(info.get("history", {})), "seconds": info.get("seconds", 0.0),
-                    "best": info.get("best", {})}
+    saved: dict = {}
+
+    def recorded() -> dict | None:
+        saved["model"], saved["vocab"], saved["labels"], saved["text"], info = load_trained(target)
+        if info.get("data_dir") not in (None, str(Path(data_dir).resolve())):
+            raise Stale(f"trained on {info['data_dir']}, not on {Path(data_dir).resolve()}")
+        saved["info"] = info
+        return info.get("settings")
+
+    if should_reuse(target, _settings(recipe, kwargs.get("train_overrides")), recorded, retrain, "captioner"):
+        info = saved["info"]
+        return {"model": saved["model"], "vocab": saved["vocab"], "labels": saved["labels"], "text": saved["text"],
+                "history": pd.DataFrame(info.get("history", {})), "seconds": info.get("seconds", 0.0),
+                "best": info.get("best", {})}
     return train_captioner(data_dir, recipe, out_dir, **kwargs)
 
 
 # ---- evaluation beside the paper -------------------------------------------------------------
 
 COCO_COLUMNS = ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr")  # METEOR (a Java start per call) is in notebook 08
-
-
-def coco_metrics(gt: dict[str, str], pred: dict[str, str], metrics=COCO_COLUMNS) -> dict:
-    """Corpus-level pycocoevalcap scores (the evaluation module's ``coco_scores``, one reference per
-    image); a metric that cannot run (e.g. METEOR without Java) is NaN."""
-    from medcap_utils.metrics.coco import coco_scores
-
-    scores = coco_scores({i: [gt[i]] for i in gt}, {i: pred.get(i, "") for i in gt}, list(metrics))
-    return {m: float(scores.get(m, float("nan"))) for m in metrics}
-
-
-def imageclef_metrics(gt: dict[str, str], pred: dict[str, str], protocol: str = "imageclef2025"):
-    """The ImageCLEF protocol's scores that can be computed here and, for the rest, why not."""
-    import pandas as pd
-
-    from medcap_utils.evaluation.evaluate import evaluate_captions
-
-    res = evaluate_captions(gt, pred, protocol=protocol, bootstrap=0)
-    rows = [{"metric": k, "value": v, "note": ""} for k, v in res["scores"].items()]
-    rows += [{"metric": k, "value": float("nan"), "note": f"unavailable: {why}"}
-             for k, why in res["unavailable"].items()]
-    return pd.DataFrame(rows)
+# notebook 07 scores these (and the ImageCLEF protocol's) with medcap_utils.evaluation.scores.score_row
 
 
 def paper_table1():

@@ -133,21 +133,17 @@ def score_predictions(name: str, preds: dict, test, data_dir: str | Path, split:
                       run_prefix: str = "medblip", meta: dict | None = None) -> dict:
     """Score ``{id: caption}`` on ``test`` (a ``CaptionImageCacheDataset``) and write the run directory.
 
-    Row: BLEU-1/4, ROUGE-L, CIDEr (pycocoevalcap; METEOR left out to save a Java start per model),
-    the ImageCLEF ROUGE-1, and the share of captions naming the image's modality.
+    Row (:func:`medcap_utils.evaluation.scores.score_dataset`): BLEU-1/4, ROUGE-L, CIDEr (pycocoevalcap;
+    METEOR left out to save a Java start per model), the ImageCLEF ROUGE-1, and the share of captions naming
+    the image's modality.
     """
-    from medcap_utils.evaluation.evaluate import evaluate_captions
-    from medcap_utils.metrics.modality import modality_mention_rate
     from medcap_utils.evaluation.runfiles import write_run_dir
+    from medcap_utils.evaluation.scores import score_dataset
 
-    gt = dict(zip(test.ids, test.captions))
     run_dir = write_run_dir(f"{run_prefix}_{name}", "captions", split, str(data_dir), preds, meta=meta or {})
-    # bootstrap > 0: evaluate_captions fails on corpus-BLEU CIs with bootstrap=0 (reported upstream)
-    result = evaluate_captions(gt, preds, protocol="coco", metrics=list(SCORES[:-1]), bootstrap=100,
-                               out_dir=run_dir)
-    return {"model": name, **{k: result["scores"].get(k) for k in SCORES[:-1]},
-            "modality_rate": modality_mention_rate([preds[i] for i in test.ids], test.modalities),
-            "run_dir": str(run_dir)}
+    # 100 resamples: the confidence intervals written to the run directory's scores.json
+    row = score_dataset(test, preds, metrics=SCORES[:-1], bootstrap=100, out_dir=run_dir)
+    return {"model": name, **row, "run_dir": str(run_dir)}
 
 
 def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "test", batch_size: int = 32,
@@ -205,70 +201,31 @@ def ablation_recipe(profile: str = "demo", recipe_path: str | Path = RECIPE, wid
     return recipe
 
 
-def start_model(data_dir: str | Path, out_dir: str | Path, recipe: dict) -> str:
-    """Where the variants start: the recipe's ``model`` (hub id or directory) when set, otherwise a demo
-    BLIP built once in ``out_dir/init`` (WordPiece trained on the training captions)."""
-    from medcap_utils.data.rocov2 import split_frame
-    from medcap_utils.models.blip import build_demo_blip
-
-    if recipe["model"]:
-        return recipe["model"]
-    from medcap_utils.atomic import atomic_directory
-    from medcap_utils.model_files import is_complete, write_checksums
-
-    init = Path(resolve(out_dir)) / "init"
-    if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
-        captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
-        with atomic_directory(init) as tmp:
-            build_demo_blip(tmp, captions, image_size=recipe["image_size"], **recipe["build"])
-            write_checksums(tmp)
-    return str(init)
-
-
-def _trained_on(path: Path, recorded: dict | None, recipe: dict) -> bool:
-    """True when the saved variant must be trained again: its recipe had other epochs (or max_steps,
-    patience). Any other changed setting is refused, naming it; folders from before settings were
-    recorded are reused as before."""
-    from medcap_utils.training.blip import settings_changes
-    from medcap_utils.training import REUSE_MAY_CHANGE
-
-    if recorded is None:
-        return False
-    changes = settings_changes(recorded, recipe)
-    if changes:
-        raise ValueError(f"{path} holds a variant trained with other settings:\n  " + "\n  ".join(changes)
-                         + f"\nFix: retrain=True, another out_dir, or delete {path}.")
-    longer = settings_changes(recorded, recipe, train_may_change=REUSE_MAY_CHANGE)
-    if longer:
-        print(f"{path}: trained with {'; '.join(longer)}; training again")
-    return bool(longer)
-
-
 def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
                           train=None, retrain: bool = False):
-    """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when saved,
-    trained otherwise). ``recipe`` defaults to the demo recipe with :data:`DEMO_OVERRIDES`; ``train``
-    to the whole training split. Used by notebooks 03 and 04."""
+    """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when
+    :func:`medcap_utils.training.reuse.should_reuse` says so, trained otherwise). ``recipe`` defaults to the
+    demo recipe with :data:`DEMO_OVERRIDES`; ``train`` to the whole training split. Used by notebooks 03 and 04."""
     import json
 
     from medcap_utils.atomic import atomic_directory
     from medcap_utils.model_files import write_checksums
     from medcap_utils.models.blip import load_blip
-    from medcap_utils.training.blip import recorded_settings
+    from medcap_utils.training.blip import recorded_settings, start_model
     from medcap_utils.training.captioning_data import caption_dataset
+    from medcap_utils.training.reuse import should_reuse
 
     path = Path(resolve(out_dir)) / variant
     if recipe is None:
         recipe = ablation_recipe("demo", width=DEMO_OVERRIDES["width"],
                                  **{k: DEMO_OVERRIDES[k] for k in ("epochs", "lr", "batch_size", "warmup_steps")})
-    if (path / "train_info.json").exists() and not retrain:
-        saved = json.loads((path / "train_info.json").read_text())
-        if not _trained_on(path, saved.get("settings"), recipe):
-            model, processor = load_blip(path)
-            return model.eval(), processor, saved
+    if should_reuse(path, recorded_settings(recipe),
+                    lambda: json.loads((path / "train_info.json").read_text()).get("settings"), retrain, "variant"):
+        model, processor = load_blip(path)
+        return model.eval(), processor, json.loads((path / "train_info.json").read_text())
     if train is None:
         train = caption_dataset(resolve(data_dir), "train", recipe["image_size"])
-    init = start_model(data_dir, out_dir, recipe)
+    init = start_model(recipe, data_dir, out_dir)
     model, processor, info = run_blip_variant(variant, init, train, recipe["train"], recipe["max_length"],
                                               recipe["label_smoothing"])
     info["train_images"] = len(train)

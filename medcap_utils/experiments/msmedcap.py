@@ -1,5 +1,6 @@
 """Notebook ``06_msmedcap``'s steps around the MSMedCap model: recipe reading, the demo LM's text pre-training,
-stage 1 and stage 2 through ``training.fit``, captioning a split, scoring, and the paper's Table 1.
+stage 1 and stage 2 through ``training.fit``, captioning a split, and the paper's Table 1 (our scores,
+from :func:`medcap_utils.evaluation.scores.score_dataset`, put on its scales by :func:`scaled_like_paper`).
 
 Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in ``medcap_utils.training.msmedcap_pretrain``.
 """
@@ -115,21 +116,6 @@ def caption_dataset_images(model, dataset, batch_size: int = 32, **generate_kwar
         chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
         captions += model.generate(chunk, **generate_kwargs)
     return dict(zip(dataset.ids, captions))
-
-
-def score_captions(dataset, predictions: dict[str, str], bootstrap: int = 50) -> dict[str, float]:
-    """COCO metrics (``evaluate_captions``) plus the modality mention rate on a dataset's references.
-
-    ``bootstrap`` is kept small (only the point scores are used); 0 fails in ``evaluate`` 's BLEU CIs.
-    """
-    from medcap_utils.evaluation.evaluate import evaluate_captions
-    from medcap_utils.metrics.modality import modality_mention_rate
-
-    gt = dict(zip(dataset.ids, dataset.captions))
-    res = evaluate_captions(gt, predictions, protocol="coco", bootstrap=bootstrap)
-    scores = dict(res["scores"])
-    scores["modality_mention_rate"] = modality_mention_rate([predictions[i] for i in dataset.ids], dataset.modalities)
-    return scores
 
 
 def scaled_like_paper(scores: dict[str, float]) -> dict[str, float]:

@@ -118,21 +118,22 @@ def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_len
                    trainable_params=trainable, on_step=on_step, sampler=sampler)
 
 
-def initial_model(recipe: dict, data_dir: str | Path, out_dir: str | Path):
-    """``(model, processor)`` the recipe starts from: a hub id / directory, or the demo BLIP built
-    offline (its WordPiece trained on the training captions) and saved to ``out_dir/init``."""
+def start_model(recipe: dict, data_dir: str | Path, out_dir: str | Path) -> str:
+    """Where a recipe's training starts (notebooks 02, 03, 04): the recipe's ``model`` (hub id or directory)
+    when set, otherwise the demo BLIP built offline once in ``out_dir/init`` (its WordPiece trained on the
+    training captions; ``load_blip`` of the returned path gives the model and processor)."""
     from medcap_utils.data.rocov2 import split_frame
-    from medcap_utils.models.blip import build_demo_blip, load_blip
+    from medcap_utils.models.blip import build_demo_blip
 
     if recipe["model"]:
-        return load_blip(recipe["model"])
-    init = Path(out_dir) / "init"
+        return recipe["model"]
+    init = Path(resolve(out_dir)) / "init"
     if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
         captions = split_frame(resolve(data_dir), "train")["caption"].tolist()
         with atomic_directory(init) as tmp:
             build_demo_blip(tmp, captions, image_size=recipe["image_size"], **recipe["build"])
             write_checksums(tmp)
-    return load_blip(init)
+    return str(init)
 
 
 #: Sub-folders of a model folder that are not part of the saved model (start model, checkpoints).
@@ -161,19 +162,6 @@ def recorded_settings(recipe: dict) -> dict:
     return {"recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": recipe["train"].to_dict()}
 
 
-def settings_changes(info: dict, recipe: dict, train_may_change=None) -> list[str]:
-    """``"key: old -> new"`` between a folder's ``train_info.json`` and ``recipe``. Training fields in
-    ``train_may_change`` (default: those a resume may change, such as epochs or progress) are not compared;
-    a plan_batch change of batch size on another GPU is reported, since the model was trained with the
-    recorded one."""
-    from medcap_utils.training import RESUME_MAY_CHANGE, config_changes
-
-    new = recorded_settings(recipe)
-    changes = config_changes(info.get("recipe", {}), new["recipe"], may_change=())
-    train = config_changes(info.get("train", {}), new["train"], may_change=train_may_change or RESUME_MAY_CHANGE)
-    return [f"recipe.{c}" for c in changes] + [f"train.{c}" for c in train]
-
-
 def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, train_limit: int | None = None,
                       valid_limit: int | None = None) -> tuple[Any, Any, TrainResult]:
     """Build/load the start model, fine-tune with ``recipe``, save model + processor + history to ``out_dir``."""
@@ -191,7 +179,9 @@ def train_blip_recipe(recipe: dict, data_dir: str | Path, out_dir: str | Path, t
                           text_tokens=recipe["max_length"], name=recipe["model"],
                           mixed_precision=resolve_mixed_precision(cfg.mixed_precision, verbose=False).value)
         cfg = plan.apply(cfg)  # MemoryError with the estimate when even micro-batch 1 cannot fit
-    model, processor = initial_model(recipe, data_dir, out)
+    from medcap_utils.models.blip import load_blip
+
+    model, processor = load_blip(start_model(recipe, data_dir, out))
     train = caption_dataset(resolve(data_dir), "train", size, limit=train_limit)
     valid = caption_dataset(resolve(data_dir), "valid", size, limit=valid_limit)
     if cfg.output_dir is None:
@@ -215,27 +205,23 @@ def load_or_train_demo_blip(data_dir: str | Path = "data/demo", out_dir: str | P
                             retrain: bool = False):
     """The demo BLIP of notebook 02 (loaded if saved, trained otherwise); notebooks 03 and 04 use it.
 
-    A saved folder is reused only when its save finished (its checksum file exists) and it was trained with
-    the same recipe. Other epochs (or max_steps, patience) train on from its checkpoints; any other changed
-    setting is refused, naming it (``retrain=True`` trains again from scratch, checkpoints included)."""
+    Reused or trained by :func:`medcap_utils.training.reuse.should_reuse`: a complete folder trained with the
+    same settings is loaded; other epochs (or max_steps, patience) train on from its checkpoints; any other
+    changed setting is refused, naming it (``retrain=True`` trains again from scratch, checkpoints included)."""
     import shutil
 
     from medcap_utils.models.blip import load_blip
-    from medcap_utils.training import REUSE_MAY_CHANGE
+    from medcap_utils.training.reuse import should_reuse
 
     out = Path(resolve(out_dir))
     recipe = load_blip_recipe(recipe_path, model_key, "demo")
-    if is_complete(out) and (out / "history.csv").exists() and not retrain:
+
+    def recorded() -> dict:  # train_info.json also holds the run's results (time, best epoch)
         info = json.loads((out / "train_info.json").read_text())
-        changes = settings_changes(info, recipe)
-        if changes:
-            raise ValueError(f"{out} holds a BLIP trained with other settings than {recipe_path} ({model_key}, "
-                             "demo):\n  " + "\n  ".join(changes) + f"\nFix: retrain=True (trains again "
-                             f"from scratch), another out_dir, or delete {out}.")
-        longer = settings_changes(info, recipe, train_may_change=REUSE_MAY_CHANGE)
-        if not longer:
-            return load_blip(out)
-        print(f"{out}: trained with {'; '.join(longer)}; training on from its checkpoints")
+        return {"recipe": info.get("recipe", {}), "train": info.get("train", {})}
+
+    if should_reuse(out, recorded_settings(recipe), recorded, retrain, what=f"BLIP ({recipe_path}, {model_key}, demo)"):
+        return load_blip(out)
     if retrain and (out / "run").exists():
         shutil.rmtree(out / "run")  # otherwise the finished run's checkpoints would be resumed, not retrained
     model, processor, _ = train_blip_recipe(recipe, data_dir, out)
