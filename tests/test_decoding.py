@@ -34,8 +34,8 @@ def pixels(tiny):
 
 
 def test_grid_is_the_papers():
-    assert [c.num_beams for c in DECODING_GRID] == [1, 3, 4, 5, 10]
-    assert all(c.no_repeat_ngram_size == 3 for c in DECODING_GRID)
+    assert [c.config.num_beams for c in DECODING_GRID] == [1, 3, 4, 5, 10]
+    assert all(c.config.no_repeat_ngram_size == 3 for c in DECODING_GRID)
     table = paper_table1()
     assert len(table) == 10 and set(table["model"]) == {"BLIP base", "BLIP large"}
     base = table[table["model"] == "BLIP base"].set_index("label")
