@@ -1,7 +1,7 @@
 """Timing that is fair to compare: warm-up calls first (not counted), then every timed call recorded, so a
 speed is reported with its median and spread (min-max) instead of one number.
 
-Used by :func:`medcap_utils.decoding.captioners.caption_split` (notebook 04's captions per second).
+Used by :func:`medcap_utils.decoding.captioners.caption_split_with_speed` (notebook 04's captions per second).
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medcap_utils.decoding.blip import generate_captions
+from medcap_utils.decoding.caption import caption
+from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.models.blip import (blip_tokenizer, build_demo_blip, caption_targets, freeze, load_blip,
                                       make_blip_loss, set_label_smoothing)
 
@@ -126,7 +127,7 @@ def test_freeze_switches_select_the_trainable_part(tiny_blip):
 def test_generated_captions_are_plain_text(tiny_blip):
     model, processor = tiny_blip
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    caps = generate_captions(model, processor, images, max_new_tokens=5, batch_size=2)
+    caps = caption(model, images, DecodingConfig(max_new_tokens=5), batch_size=2, processor=processor)
     assert len(caps) == 3 and all(isinstance(c, str) and "[DEC]" not in c and "[SEP]" not in c for c in caps)
 
 
@@ -153,8 +154,8 @@ def test_demo_blip_learns_beyond_untrained_and_most_frequent_caption(demo_root_4
         return (coco_scores(refs, dict(zip(test.ids, captions)), metrics=["Bleu_4"])["Bleu_4"],
                 modality_mention_rate(captions, test.modalities))
 
-    learned = score(generate_captions(model, processor, test.images(), **recipe["decoding"]))
-    random_init = score(generate_captions(untrained, processor, test.images(), **recipe["decoding"]))
+    learned = score(caption(model, test.images(), recipe["decoding"], processor=processor))
+    random_init = score(caption(untrained, test.images(), recipe["decoding"], processor=processor))
     frequent = score([most_frequent_caption(train_caps)] * len(test))
     assert result.history["val_loss"].iloc[-1] < 0.6 * result.history["val_loss"].iloc[0] or \
         result.history["train_loss"].iloc[-1] < 0.5 * result.history["train_loss"].iloc[0]

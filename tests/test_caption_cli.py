@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medcap_utils.runner.caption import caption_images, caption_split
+from medcap_utils.runner.caption import DEFAULT_DECODING, caption_images, caption_split_to_run_dir
 from medcap_utils.models.blip import build_demo_blip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def test_cli_prints_one_caption_per_image_like_the_function(model_dir, tmp_path)
                           cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.rstrip("\n").split("\n")
-    assert lines == caption_images(str(model_dir), paths, max_new_tokens=6)
+    assert lines == caption_images(str(model_dir), paths, DEFAULT_DECODING.replace(max_new_tokens=6))
     assert len(lines) == 3
 
 
@@ -52,7 +52,8 @@ def test_split_run_is_a_valid_imageclef_run(model_dir, demo_root, tmp_path):
     from medcap_utils.data.rocov2 import split_frame
     from medcap_utils.evaluation.runfiles import read_run_dir, read_run_file
 
-    run_dir = caption_split(str(model_dir), demo_root, "test", "cli_test", max_new_tokens=5, runs_root=tmp_path)
+    run_dir = caption_split_to_run_dir(str(model_dir), demo_root, "test", "cli_test",
+                                       DEFAULT_DECODING.replace(max_new_tokens=5), runs_root=tmp_path)
     info, run_file = read_run_dir(run_dir)
     ids = split_frame(demo_root, "test")["id"].tolist()
     preds = read_run_file(run_file, "captions", valid_ids=ids, require_all=True)

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from medcap_utils.decoding.captioners import DecodingConfig, PeakMemory, blip_captioner, repeated_ngrams
-from medcap_utils.experiments.decoding_experiments import DECODING_GRID, paper_table1, run_decoding_grid
+from medcap_utils.decoding.captioners import PeakMemory, blip_captioner, repeated_ngrams
+from medcap_utils.decoding.config import DecodingConfig
+from medcap_utils.experiments.decoding_experiments import DECODING_GRID, GridSetting, paper_table1, run_decoding_grid
 from medcap_utils.models.blip import build_demo_blip, load_blip, pixel_values
 
 CAPTIONS = ["axial ct of the chest shows a mass", "sagittal mri of the spine", "ultrasound of the liver",
@@ -33,8 +34,8 @@ def pixels(tiny):
 
 
 def test_grid_is_the_papers():
-    assert [c.num_beams for c in DECODING_GRID] == [1, 3, 4, 5, 10]
-    assert all(c.no_repeat_ngram_size == 3 for c in DECODING_GRID)
+    assert [c.config.num_beams for c in DECODING_GRID] == [1, 3, 4, 5, 10]
+    assert all(c.config.no_repeat_ngram_size == 3 for c in DECODING_GRID)
     table = paper_table1()
     assert len(table) == 10 and set(table["model"]) == {"BLIP base", "BLIP large"}
     base = table[table["model"] == "BLIP base"].set_index("label")
@@ -58,12 +59,12 @@ def test_no_repeated_trigram_in_any_output(tiny, pixels):
     pixels = pixels[:4]
     free = _generate(model, pixels, num_beams=1, no_repeat_ngram_size=0)
     assert all(repeated_ngrams(row.tolist()) for row in free)
-    for config in DECODING_GRID:
-        out = model.generate(pixel_values=pixels, **config.generate_kwargs(16))
+    for setting in DECODING_GRID:
+        out = model.generate(pixel_values=pixels, **setting.config.replace(max_new_tokens=16).generate_kwargs())
         pad = model.config.text_config.pad_token_id
         for row in out:
             tokens = [t for t in row.tolist() if t != pad]
-            assert repeated_ngrams(tokens, 3) == [], config.name
+            assert repeated_ngrams(tokens, 3) == [], setting.name
 
 
 def _sequence_scores(model, pixels, num_beams):
@@ -103,7 +104,7 @@ def test_grid_writes_one_run_dir_per_configuration(tiny, demo_root, tmp_path, mo
     monkeypatch.setenv("MEDCAP_ROOT", str(tmp_path))  # reports/runs/ goes to a temporary repository root
     (tmp_path / "pyproject.toml").write_text("")
     model, processor = tiny
-    configs = (DECODING_GRID[0], DecodingConfig("beam3", 3, label="(2)"))
+    configs = (DECODING_GRID[0], GridSetting("beam3", "(2)", DecodingConfig(num_beams=3, no_repeat_ngram_size=3)))
     table = run_decoding_grid(blip_captioner(model, processor), demo_root, "test", "tiny", configs=configs,
                               batch_size=4, max_new_tokens=12, limit=6, protocol="coco",
                               metrics=["Bleu_1", "rouge1"])

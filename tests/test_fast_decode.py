@@ -120,10 +120,11 @@ def test_steps_past_the_stop_change_nothing(models, num_beams):
 
 
 def test_caption_engines_agree(models):
-    """``generate_captions`` (notebooks 02-04, decoding grid) gives the same captions with either engine."""
+    """``caption`` (notebooks 02-04, decoding grid) gives the same captions with either BLIP engine."""
     import numpy as np
 
-    from medcap_utils.decoding.blip import generate_captions
+    from medcap_utils.decoding.caption import caption
+    from medcap_utils.decoding.config import DecodingConfig
 
     class Processor:
         image_processor = type("IP", (), {"image_mean": [0.5] * 3, "image_std": [0.25] * 3})()
@@ -132,9 +133,9 @@ def test_caption_engines_agree(models):
 
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     for beams in (1, 3):
-        kwargs = dict(batch_size=4, num_beams=beams, max_new_tokens=12, no_repeat_ngram_size=3)
-        fast = generate_captions(models[1], Processor(), images, engine="fast", **kwargs)
-        assert fast == generate_captions(models[1], Processor(), images, engine="hf", **kwargs)
+        config = DecodingConfig(num_beams=beams, max_new_tokens=12, no_repeat_ngram_size=3)
+        fast = caption(models[1], images, config, engine="fast", batch_size=4, processor=Processor())
+        assert fast == caption(models[1], images, config, engine="generate", batch_size=4, processor=Processor())
         assert len(set(fast)) > 1
 
 

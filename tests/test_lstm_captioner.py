@@ -8,6 +8,7 @@ from transformers import ResNetModel
 
 from medcap_utils.data.augment import FlipCropConfig, center_crop, random_flip_crop
 from medcap_utils.analysis.explain import attention_hit_rate
+from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig, load_visual_encoder,
                                                 small_resnet_config)
 
@@ -268,9 +269,9 @@ def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, train_ro
     xai, recipe, out, test, images = demo_run
     gt = dict(zip(test["id"], test["caption"]))
     ids = list(test["id"])
-    trained = xai.generate(out["model"], out["vocab"], images, ids, max_len=28).captions
+    trained = xai.generate(out["model"], out["vocab"], images, ids, DecodingConfig(max_new_tokens=28)).captions
     fresh = untrained_model(xai, recipe, out["vocab"], out["labels"], train_root.parent / "xai-fresh")
-    untrained = xai.generate(fresh, out["vocab"], images, ids, max_len=28).captions
+    untrained = xai.generate(fresh, out["vocab"], images, ids, DecodingConfig(max_new_tokens=28)).captions
     frequent = {i: most_frequent_caption(xai.split_frame(train_root, "train")["caption"]) for i in ids}
     from medcap_utils.evaluation.scores import score_row
 

@@ -80,7 +80,7 @@ BAD_RECIPES = {
     "quoted_float_lstm_model": ("xai-lstm-2021.yaml", ("dropout: 0.5 ", 'dropout: "0.5" '), "lstm", "rocov2", None,
                                 r"paper\.model\.dropout: expected float or null, found '0\.5'"),
     "generate_key_missing": ("msmedcap-2024.yaml", ("    length_penalty: 1.2 ", "    "), "msmedcap", "paper", None,
-                             r"msmedcap-2024\.yaml: paper\.generate\.length_penalty: required float is missing"),
+                             r"msmedcap-2024\.yaml: paper\.decoding\.length_penalty: required float is missing"),
     "int_given_float_msmedcap_stage": ("msmedcap-2024.yaml", ("epochs: 3                           # Sec. 3.1",
                                                               "epochs: 2.5 # Sec. 3.1"), "msmedcap", "paper", None,
                                        r"paper\.stage1\.train\.epochs: expected int, found 2\.5"),

@@ -1,4 +1,4 @@
-"""Fair timing (medcap_utils.timing, used by notebook 04 through decoding.caption_split): warm-up calls are
+"""Fair timing (medcap_utils.timing, used by notebook 04 through decoding.caption_split_with_speed): warm-up calls are
 run but not counted, every timed call is recorded, and the spread is reported beside the median."""
 from __future__ import annotations
 
@@ -45,17 +45,17 @@ def test_caption_split_warms_up_and_reports_the_spread():
 
     import torch
 
-    from medcap_utils.decoding.captioners import caption_split
+    from medcap_utils.decoding.captioners import caption_split_with_speed
 
     seen = []
 
-    def caption(images, **kw):
+    def caption(images, config=None):
         seen.append(len(images))
         return [f"c{len(seen)}"] * len(images)
 
     captioner = SimpleNamespace(caption=caption, model=torch.nn.Linear(1, 1), device=torch.device("cpu"))
     images = np.zeros((5, 8, 8, 3), dtype=np.uint8)
-    preds, speed = caption_split(captioner, images, list("abcde"), batch_size=2, warmup=1, repeats=2)
+    preds, speed = caption_split_with_speed(captioner, images, list("abcde"), batch_size=2, warmup=1, repeats=2)
     assert seen == [2, 2, 2, 1, 2, 2, 1]  # warm-up batch, then the split twice
     assert preds == {"a": "c2", "b": "c2", "c": "c3", "d": "c3", "e": "c4"}  # captions from the first timed pass
     assert speed["timed_calls"] == 6 and speed["warmup_calls"] == 1 and speed["repeats"] == 2

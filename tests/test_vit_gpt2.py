@@ -6,6 +6,7 @@ import torch
 
 from medcap_utils.data.cache import normalize_uint8
 from medcap_utils.decoding.captioners import encoder_decoder_captioner
+from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.models.causal_tokenizer import train_causal_tokenizer
 from medcap_utils.models.vit_gpt2 import build_demo_vit_gpt2, load_vit_gpt2, vit_gpt2_labels, vit_gpt2_loss
 
@@ -90,5 +91,5 @@ def test_a_few_steps_fit_four_captions(tiny):
     model.eval()
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     captions = encoder_decoder_captioner(model, image_processor, tokenizer).caption(
-        images, num_beams=1, max_new_tokens=20)
+        images, DecodingConfig(num_beams=1, max_new_tokens=20))
     assert sum(c.split()[:2] == t.lower().split()[:2] for c, t in zip(captions, CAPTIONS)) >= 3

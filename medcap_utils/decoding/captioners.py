@@ -1,39 +1,20 @@
-"""Seed 000's decoding grid: greedy and beam search 3, 4, 5, 10, all with ``no_repeat_ngram_size=3``.
-
-Each configuration captions a split in batches, measures captions per second and peak memory, and
-writes ``reports/runs/<name>/`` (ImageCLEF run file + ``run.json`` via ``runfiles.write_run_dir``,
-the metrics JSON from ``evaluate.evaluate_captions`` and ``decoding.json`` with speed and memory).
-Used by notebook 04 (and notebook 03 for the baselines' test captions).
+"""Timed captioning of a split (notebooks 03 and 04): one :class:`Captioner` per model family, which calls
+:func:`medcap_utils.decoding.caption.caption`, and :func:`caption_split_with_speed`, which returns the captions
+with captions per second and peak memory (:class:`PeakMemory`). Notebook 04 runs seed 000's decoding grid
+(:mod:`medcap_utils.experiments.decoding_experiments`) through it; notebook 03 its comparison models.
 """
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 import torch
 
-from medcap_utils.data.cache import normalize_uint8
-
-
-@dataclass(frozen=True)
-class DecodingConfig:
-    """One row of seed 000's grid. ``label`` is the paper's numbering, (1) to (5)."""
-
-    name: str
-    num_beams: int
-    no_repeat_ngram_size: int = 3
-    label: str = ""
-
-    def generate_kwargs(self, max_new_tokens: int) -> dict:
-        # Everything else stays at the generation defaults (length_penalty 1.0, no early stopping),
-        # which is what the authors' scripts leave unset too.
-        return {"num_beams": self.num_beams, "no_repeat_ngram_size": self.no_repeat_ngram_size,
-                "do_sample": False, "max_new_tokens": max_new_tokens}
+from medcap_utils.decoding.caption import caption
+from medcap_utils.decoding.config import DecodingConfig, as_config
+from medcap_utils.models.blip import image_size_of
 
 
 class PeakMemory:
@@ -84,70 +65,45 @@ class PeakMemory:
 
 @dataclass
 class Captioner:
-    """A model wrapped for batched captioning from uint8 ``(B, H, W, 3)`` image batches.
+    """A model with what it needs to caption uint8 ``(B, H, W, 3)`` batches: ``caption(images, config)`` calls
+    :func:`medcap_utils.decoding.caption.caption` (one batch); ``image_size`` tells which image cache to read."""
 
-    ``caption(images, **generate_kwargs) -> list[str]``; ``image_size`` tells which cache to read.
-    """
-
-    caption: Callable[..., list[str]]
-    image_size: int
     model: torch.nn.Module
+    image_size: int
+    engine: str | None = None  # None: the family's default (BLIP: the fast decoder)
+    processor: object = None  # BLIP / BLIP-2: the processor; ViT-GPT2: the image processor
+    tokenizer: object = None  # ViT-GPT2 only
+
+    def caption(self, images, config: DecodingConfig | Mapping[str, Any] | None = None) -> list[str]:
+        return caption(self.model, images, config, engine=self.engine, batch_size=max(len(images), 1),
+                       processor=self.processor, tokenizer=self.tokenizer)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
 
-def _image_size(image_processor) -> int:
-    size = image_processor.size
-    return int(size["height"] if "height" in size else size["shortest_edge"])
-
-
-def blip_captioner(model, processor, engine: str = "fast") -> Captioner:
-    """BLIP (``load_blip``): batches go through ``models.blip.generate_captions``.
-
-    ``engine="fast"`` (default): ``medcap_utils.decoding.blip_fast`` (token-identical to ``generate``, faster);
-    ``engine="hf"``: Hugging Face ``generate`` itself (the baseline of ``python -m medcap_utils.runner.bench decode``).
-    """
-    from medcap_utils.decoding.blip import generate_captions
-
-    def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
-        return generate_captions(model, processor, images, batch_size=len(images), engine=engine, **generate_kwargs)
-
-    return Captioner(caption, _image_size(processor.image_processor), model)
+def blip_captioner(model, processor, engine: str | None = None) -> Captioner:
+    """BLIP (``load_blip``). ``engine``: None or ``"fast"`` for :mod:`medcap_utils.decoding.blip_fast`
+    (token-identical to ``generate``, faster); ``"generate"`` for Hugging Face ``generate`` itself."""
+    return Captioner(model, image_size_of(processor), engine, processor)
 
 
 def encoder_decoder_captioner(model, image_processor, tokenizer) -> Captioner:
-    """ViT-GPT2 (any ``VisionEncoderDecoderModel``): ``model.generate(pixel_values=...)``.
-
-    Images are normalised on the model's device from the uint8 cache (resize was done once when the
-    cache was built), so generation time is not spent in a PIL loop.
-    """
-
-    @torch.no_grad()
-    def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
-        device = next(model.parameters()).device
-        pixels = normalize_uint8(torch.from_numpy(np.ascontiguousarray(images)).to(device),
-                                 image_processor.image_mean, image_processor.image_std)
-        out = model.generate(pixel_values=pixels, **generate_kwargs)
-        return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
-
-    return Captioner(caption, _image_size(image_processor), model)
+    """ViT-GPT2 (any ``VisionEncoderDecoderModel``): ``model.generate(pixel_values=...)``."""
+    return Captioner(model, image_size_of(image_processor), None, image_processor, tokenizer)
 
 
 def blip2_captioner(model, processor) -> Captioner:
     """BLIP-2 / InstructBLIP: inputs go through the processor so the ``<image>`` placeholders are there."""
-    from medcap_utils.models.blip2 import blip2_generate
-
-    def caption(images: np.ndarray, **generate_kwargs) -> list[str]:
-        return blip2_generate(model, processor, list(images), **generate_kwargs)
-
-    return Captioner(caption, _image_size(processor.image_processor), model)
+    return Captioner(model, image_size_of(processor), None, processor)
 
 
-def caption_split(captioner: Captioner, images: np.ndarray, ids: list[str], batch_size: int = 16,
-                  warmup: int = 1, repeats: int = 1, **generate_kwargs) -> tuple[dict[str, str], dict]:
-    """Captions ``{id: caption}`` for ``images`` (uint8, row i = ``ids[i]``) plus timing and memory:
+def caption_split_with_speed(captioner: Captioner, images: np.ndarray, ids: list[str],
+                             config: DecodingConfig | Mapping[str, Any] | None = None, batch_size: int = 16,
+                             warmup: int = 1, repeats: int = 1) -> tuple[dict[str, str], dict]:
+    """Captions ``{id: caption}`` for ``images`` (uint8, row i = ``ids[i]``) decoded as ``config`` says, plus
+    timing and memory:
     ``{"seconds", "captions_per_s", "captions_per_s_median", "captions_per_s_min", "captions_per_s_max",
     "timed_calls", "warmup_calls", "warmup_s", "peak_mb", "delta_mb", "memory_kind"}``.
 
@@ -157,12 +113,13 @@ def caption_split(captioner: Captioner, images: np.ndarray, ids: list[str], batc
     over the batches (which hold different images, so part of the spread is the images')."""
     from medcap_utils.timing import timed_calls
 
+    config = as_config(config)
     captioner.model.eval()
     batches = [(ids[lo: lo + batch_size], images[lo: lo + batch_size]) for lo in range(0, len(ids), batch_size)]
     cuda = captioner.device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(captioner.device)) if cuda else None
     with PeakMemory(captioner.device) as memory:
-        outs, timing = timed_calls(lambda b: captioner.caption(b[1], **generate_kwargs), batches, warmup=warmup,
+        outs, timing = timed_calls(lambda b: captioner.caption(b[1], config), batches, warmup=warmup,
                                    repeats=repeats, sync=sync)
     preds = {image_id: text for (batch_ids, _), texts in zip(batches, outs) for image_id, text in zip(batch_ids, texts)}
     return preds, {"seconds": timing.total_seconds, **timing.summary("captions_per_s"), "repeats": repeats,

@@ -8,25 +8,35 @@ and memory).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from medcap_utils.data.cache import get_image_cache
 from medcap_utils.data.rocov2 import split_frame
-from medcap_utils.decoding.captioners import Captioner, DecodingConfig, caption_split
+from medcap_utils.decoding.captioners import Captioner, caption_split_with_speed
+from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.evaluation.evaluate import evaluate_captions
 from medcap_utils.evaluation.runfiles import write_run_dir
 from medcap_utils.paths import resolve
 
-DECODING_GRID = (
-    DecodingConfig("greedy", 1, label="(1)"),
-    DecodingConfig("beam3", 3, label="(2)"),
-    DecodingConfig("beam4", 4, label="(3)"),
-    DecodingConfig("beam5", 5, label="(4)"),
-    DecodingConfig("beam10", 10, label="(5)"),
-)
+
+
+@dataclass(frozen=True)
+class GridSetting:
+    """One row of seed 000's grid: a run name, the paper's numbering ``(1)`` to ``(5)`` and its decoding.
+    Everything the config leaves unset stays at the generation defaults (length_penalty 1.0, no early
+    stopping), which is what the authors' scripts leave unset too."""
+
+    name: str
+    label: str
+    config: DecodingConfig
+
+
+DECODING_GRID = tuple(GridSetting(name, f"({i})", DecodingConfig(num_beams=beams, no_repeat_ngram_size=3))
+                      for i, (name, beams) in enumerate([("greedy", 1), ("beam3", 3), ("beam4", 4), ("beam5", 5),
+                                                          ("beam10", 10)], start=1))
 
 
 def paper_table1() -> pd.DataFrame:
@@ -55,7 +65,7 @@ def run_decoding_grid(
     data_dir: str | Path,
     split: str,
     model_name: str,
-    configs=DECODING_GRID,
+    configs: tuple[GridSetting, ...] = DECODING_GRID,
     batch_size: int = 16,
     max_new_tokens: int = 40,
     limit: int | None = None,
@@ -68,7 +78,7 @@ def run_decoding_grid(
 ) -> pd.DataFrame:
     """Caption ``split`` once per decoding configuration; one run directory and one table row each.
 
-    Run directories are ``reports/runs/<run_prefix>_<model_name>_<config.name>/``. ``limit`` keeps the
+    Run directories are ``reports/runs/<run_prefix>_<model_name>_<setting.name>/``. ``limit`` keeps the
     first N images (demo). Returns one row per configuration: metrics, captions/s (after ``warmup`` untimed
     batches; median and min-max over the timed batches of ``repeats`` passes), peak memory.
     Used by notebook 04.
@@ -82,19 +92,22 @@ def run_decoding_grid(
     gt = dict(zip(frame["id"], frame["caption"]))
     gt = {i: gt[i] for i in ids}
     rows = []
-    for config in configs:
-        preds, speed = caption_split(captioner, images, ids, batch_size=batch_size, warmup=warmup, repeats=repeats,
-                                     **config.generate_kwargs(max_new_tokens))
-        name = f"{run_prefix}_{model_name}_{config.name}"
+    for setting in configs:
+        config = setting.config.replace(max_new_tokens=max_new_tokens)
+        preds, speed = caption_split_with_speed(captioner, images, ids, config, batch_size=batch_size, warmup=warmup,
+                                                repeats=repeats)
+        name = f"{run_prefix}_{model_name}_{setting.name}"
         # `subset` tells notebook 08 to score the run on its own images instead of rejecting the
         # missing IDs as an official validator would.
-        run_meta = {"model": model_name, "decoding": asdict(config), "max_new_tokens": max_new_tokens,
+        grid_row = {"name": setting.name, "num_beams": config.num_beams,
+                    "no_repeat_ngram_size": config.no_repeat_ngram_size, "label": setting.label}
+        run_meta = {"model": model_name, "decoding": grid_row, "max_new_tokens": max_new_tokens,
                     "subset": len(ids) < len(frame),
                     "batch_size": batch_size, "device": str(captioner.device), **speed, **(meta or {})}
         run_dir = write_run_dir(name, "captions", split, str(data_dir), preds, meta=run_meta)
         result = evaluate_captions(gt, preds, protocol=protocol, metrics=metrics, out_dir=run_dir)
         (Path(run_dir) / "decoding.json").write_text(json.dumps(run_meta, indent=2, default=str))
-        rows.append({"model": model_name, "label": config.label, "decoding": config.name,
+        rows.append({"model": model_name, "label": setting.label, "decoding": setting.name,
                      "num_beams": config.num_beams, "n_images": len(ids), **result["scores"],
                      **{k: speed[k] for k in ("captions_per_s", "captions_per_s_median", "captions_per_s_min",
                                               "captions_per_s_max", "timed_calls")},

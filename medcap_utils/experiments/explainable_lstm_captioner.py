@@ -19,6 +19,8 @@ from torch.utils.data import Dataset
 from medcap_utils.data.augment import FlipCropConfig, random_flip_crop
 from medcap_utils.data.cache import get_image_cache
 from medcap_utils.data.rocov2 import split_frame
+from medcap_utils.decoding.config import DecodingConfig, as_config
+from medcap_utils.decoding.lstm import lstm_search
 from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig,  # noqa: F401 (pixels: notebook 07)
                                                 load_visual_encoder, pixels)
 from medcap_utils.data.text_preprocessing import CaptionTextConfig, Vocabulary, imageclef_bleu  # noqa: F401 (notebook 07)
@@ -105,17 +107,16 @@ class Decoded:
 
 @torch.no_grad()
 def generate(model: LSTMCaptioner, vocab: Vocabulary, images_uint8: np.ndarray, image_ids: list[str],
-             beam_size: int = 1, max_len: int = 40, batch_size: int = 32) -> Decoded:
-    """Caption uint8 images (N, H, W, 3) with greedy (``beam_size=1``) or beam decoding."""
+             config: DecodingConfig | dict | None = None, batch_size: int = 32) -> Decoded:
+    """Caption uint8 images (N, H, W, 3) as ``config`` says (a :class:`DecodingConfig` or the recipe's
+    ``decoding:`` mapping; greedy when ``num_beams`` is 1), keeping each word's attention map."""
+    config = as_config(config)
     model.eval()
     device = next(model.parameters()).device
     tokens, alphas, grid = [], [], (0, 0)
     for start in range(0, len(image_ids), batch_size):
         batch = torch.from_numpy(np.array(images_uint8[start:start + batch_size])).to(device)
-        if beam_size == 1:
-            out = model.greedy(pixels(batch), max_len=max_len)
-        else:
-            out = model.beam_search(pixels(batch), beam_size=beam_size, max_len=max_len)
+        out = lstm_search(model, batch, config)
         grid = out["grid"]
         for row, att in zip(out["ids"].tolist(), out["alphas"].cpu().numpy()):
             words = vocab.decode(row)
@@ -218,12 +219,12 @@ def train_captioner(data_dir, recipe: dict, out_dir, train_overrides: dict | Non
     valid_cache = get_image_cache(data_dir, "valid", size)
     valid_images = valid_cache.images[[valid_cache.index[i] for i in valid_frame["id"]]]
     valid_gt = dict(zip(valid_frame["id"], valid_frame["caption"]))
-    decode = recipe.get("decode", {})
+    decoding = recipe.get("decoding", {})
 
     def evaluate_fn(model, epoch):
         # Greedy decoding for speed; the paper's BLEU on the raw validation captions.
-        dec = generate(model, vocab, valid_images, list(valid_frame["id"]), beam_size=1,
-                       max_len=decode.get("max_len", text.max_len))
+        dec = generate(model, vocab, valid_images, list(valid_frame["id"]),
+                       DecodingConfig(num_beams=1, max_new_tokens=decoding.get("max_new_tokens", text.max_len)))
         return {"val_bleu": imageclef_bleu(valid_gt, dec.captions)["bleu"]}
 
     cfg = TrainConfig.from_dict(recipe["train"], output_dir=str(out_dir / "fit"), progress=progress,

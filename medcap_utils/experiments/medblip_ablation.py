@@ -151,7 +151,8 @@ def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "
                 run_prefix: str = "medblip", meta: dict | None = None) -> tuple[dict, dict]:
     """Caption ``test`` with ``captioner`` (greedy, no_repeat_ngram_size 3 by default), then
     :func:`score_predictions`. Returns ``(row, predictions)``; the row adds captions/s."""
-    from medcap_utils.decoding.captioners import caption_split
+    from medcap_utils.decoding.captioners import caption_split_with_speed
+    from medcap_utils.decoding.config import DecodingConfig
 
     images = test.images()
     if captioner.image_size != test.cache.size:  # e.g. ViT-GPT2 at 224 beside BLIP at 384: its own cache
@@ -159,9 +160,9 @@ def score_model(name: str, captioner, test, data_dir: str | Path, split: str = "
 
         cache = get_image_cache(resolve(data_dir), split, captioner.image_size)
         images = cache.images[[cache.index[i] for i in test.ids]]
-    preds, speed = caption_split(captioner, images, test.ids, batch_size=batch_size,
-                                 num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                 no_repeat_ngram_size=no_repeat_ngram_size, do_sample=False)
+    config = DecodingConfig(num_beams=num_beams, max_new_tokens=max_new_tokens,
+                            no_repeat_ngram_size=no_repeat_ngram_size)
+    preds, speed = caption_split_with_speed(captioner, images, test.ids, config, batch_size=batch_size)
     run_meta = {"model": name, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size,
                 "max_new_tokens": max_new_tokens, **speed, **(meta or {})}
     row = score_predictions(name, preds, test, data_dir, split, run_prefix, run_meta)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medcap_utils.decoding.caption import caption
+from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.training.msmedcap_pretrain import Stage1Loss, Stage1Model, make_stage1_collate, stage1_eval
 from medcap_utils.training import TrainConfig, fit
 
@@ -108,14 +110,12 @@ def copy_branches(source, target) -> None:
         target.branches[name].load_state_dict(source.branches[name].state_dict())
 
 
-def caption_dataset_images(model, dataset, batch_size: int = 32, **generate_kwargs) -> dict[str, str]:
-    """``{id: caption}`` for every item of a ``CaptionImageCacheDataset``."""
-    images = dataset.images()
-    captions: list[str] = []
-    for start in range(0, len(images), batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-        captions += model.generate(chunk, **generate_kwargs)
-    return dict(zip(dataset.ids, captions))
+def caption_dataset_images(model, dataset, config: DecodingConfig | dict | None = None,
+                           batch_size: int = 32) -> dict[str, str]:
+    """``{id: caption}`` for every item of a ``CaptionImageCacheDataset``, decoded as ``config`` says (a
+    :class:`DecodingConfig` or the recipe's ``decoding:`` mapping) through
+    :func:`medcap_utils.decoding.caption.caption` (the ``generate`` engine)."""
+    return dict(zip(dataset.ids, caption(model, dataset.images(), config, batch_size=batch_size)))
 
 
 def scaled_like_paper(scores: dict[str, float]) -> dict[str, float]:

@@ -141,9 +141,16 @@ def build_demo_blip(out_dir: str | Path, captions: Iterable[str] | None = None, 
 
 
 def image_size_of(processor) -> int:
-    size = processor.image_processor.size  # a dict or transformers' SizeDict
-    height = getattr(size, "height", None) or (size["height"] if hasattr(size, "__getitem__") else size)
-    return int(height)
+    """The square input size of a processor or image processor (BLIP, BLIP-2, ViT: ``height``; others:
+    ``shortest_edge``): which image cache a captioner reads (the one reader of it, notebooks 02-04)."""
+    size = getattr(processor, "image_processor", processor).size  # a dict or transformers' SizeDict
+    for key in ("height", "shortest_edge"):
+        value = getattr(size, key, None)
+        if value is None and isinstance(size, dict):
+            value = size.get(key)
+        if value is not None:
+            return int(value)
+    return int(size)
 
 
 def caption_targets(tokenizer, captions: Sequence[str], bos_token_id: int, max_length: int = 200,

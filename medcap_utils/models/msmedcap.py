@@ -47,6 +47,12 @@ DEFAULT_SETTINGS = dict(
 )
 
 
+#: ``generate``'s defaults when a caller gives none: the authors' ``SamBlip.generate`` (min length and length
+#: penalty at the library defaults here; the recipe states the code's 10 and 1.2).
+AUTHORS_DECODING = dict(num_beams=15, max_new_tokens=50, min_new_tokens=0, repetition_penalty=9.0,
+                        length_penalty=1.0, do_sample=False)
+
+
 class MSMedCap(nn.Module):
     """Frozen encoders + frozen causal LM + one trainable :class:`QFormerBranch` per used encoder."""
 
@@ -193,11 +199,11 @@ class MSMedCap(nn.Module):
 
     # ---- generation ------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, images_uint8, prompt: str | None = None, num_beams: int = 15, max_new_tokens: int = 50,
-                 min_new_tokens: int = 0, repetition_penalty: float = 9.0, length_penalty: float = 1.0,
-                 **kwargs) -> list[str]:
-        """Captions for uint8 images; defaults are the authors' (beam 15, max length 50, repetition
-        penalty 9; their code also sets min length 10 and length penalty 1.2)."""
+    def generate(self, images_uint8, prompt: str | None = None, **generate_kwargs) -> list[str]:
+        """Captions for uint8 images. ``generate_kwargs`` go to the language model's ``generate`` over
+        :data:`AUTHORS_DECODING` (beam 15, max length 50, repetition penalty 9; their code also sets min length
+        10 and length penalty 1.2, which the recipe's ``decoding:`` section passes). Notebook 06 calls it
+        through :func:`medcap_utils.decoding.caption.caption` with the recipe's ``DecodingConfig``."""
         prompt = self.settings["prompt"] if prompt is None else prompt
         was_training = self.training
         self.eval()
@@ -206,10 +212,9 @@ class MSMedCap(nn.Module):
         inputs = self.lm_inputs(images_uint8, enc["input_ids"], enc["attention_mask"])
         tok = self.tokenizer
         out = self.language_model.generate(
-            inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"], num_beams=num_beams,
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
-            length_penalty=length_penalty, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.bos_token_id, do_sample=False, **kwargs)
+            inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+            **{**AUTHORS_DECODING, **generate_kwargs})
         self.train(was_training)
         # with inputs_embeds only, a decoder-only model returns just the new tokens
         return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]

@@ -20,7 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-DEFAULTS = {"num_beams": 1, "max_new_tokens": 40, "no_repeat_ngram_size": 3}  # seed 000's decoding setting
+from medcap_utils.decoding.config import DecodingConfig
+
+DEFAULT_DECODING = DecodingConfig(num_beams=1, max_new_tokens=40, no_repeat_ngram_size=3)  # seed 000's setting
 
 
 def _load(model):
@@ -38,45 +40,42 @@ def load_images(paths: Sequence[str | Path], size: int) -> np.ndarray:
                                                                                               np.uint8)
 
 
-def caption_images(model, images: Sequence[str | Path], num_beams: int = 1, max_new_tokens: int = 40,
-                   no_repeat_ngram_size: int = 3, batch_size: int = 32, device=None) -> list[str]:
+def caption_images(model, images: Sequence[str | Path], config: DecodingConfig = DEFAULT_DECODING,
+                   batch_size: int = 32, device=None) -> list[str]:
     """One caption per image file. ``model`` is a directory / hub id or a ``(model, processor)`` pair."""
+    from medcap_utils.decoding.caption import caption
     from medcap_utils.models.blip import image_size_of
-    from medcap_utils.decoding.blip import generate_captions
 
     model, processor = _load(model)
     if device is not None:
         model.to(device)
     pixels = load_images(images, image_size_of(processor))
-    return generate_captions(model, processor, pixels, batch_size=batch_size, num_beams=num_beams,
-                             max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size)
+    return caption(model, pixels, config, batch_size=batch_size, processor=processor)
 
 
-def caption_split(model, data_dir: str | Path, split: str, run_name: str, num_beams: int = 1,
-                  max_new_tokens: int = 40, no_repeat_ngram_size: int = 3, batch_size: int = 32, limit=None,
-                  meta: dict | None = None, runs_root=None) -> Path:
+def caption_split_to_run_dir(model, data_dir: str | Path, split: str, run_name: str,
+                             config: DecodingConfig = DEFAULT_DECODING, batch_size: int = 32, limit=None,
+                             meta: dict | None = None, runs_root=None) -> Path:
     """Caption every image of a dataset split and write an ImageCLEF run directory; returns its path."""
     import time
 
-    from medcap_utils.models.blip import image_size_of
-    from medcap_utils.decoding.blip import generate_captions
-    from medcap_utils.training.captioning_data import caption_dataset
-    from medcap_utils.paths import resolve
-    from medcap_utils.evaluation.runfiles import write_run_dir
-
     from medcap_utils.data.rocov2 import split_frame
+    from medcap_utils.decoding.caption import caption
+    from medcap_utils.evaluation.runfiles import write_run_dir
+    from medcap_utils.models.blip import image_size_of
+    from medcap_utils.paths import resolve
+    from medcap_utils.training.captioning_data import caption_dataset
 
     model_ref = str(model) if isinstance(model, (str, Path)) else getattr(model[0], "name_or_path", "")
     frame = split_frame(resolve(data_dir), split)  # a bad CSV fails before minutes of model loading
     model, processor = _load(model)
     data = caption_dataset(resolve(data_dir), split, image_size_of(processor), limit=limit, frame=frame)
     start = time.perf_counter()
-    captions = generate_captions(model, processor, data.images(), batch_size=batch_size, num_beams=num_beams,
-                                 max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size)
+    captions = caption(model, data.images(), config, batch_size=batch_size, processor=processor)
     seconds = time.perf_counter() - start
-    info = {"model": model_ref, "num_beams": num_beams, "max_new_tokens": max_new_tokens,
-            "no_repeat_ngram_size": no_repeat_ngram_size, "captions_per_s": len(captions) / max(seconds, 1e-9),
-            **(meta or {})}
+    info = {"model": model_ref, "num_beams": config.num_beams, "max_new_tokens": config.max_new_tokens,
+            "no_repeat_ngram_size": config.no_repeat_ngram_size, **config.changed(),
+            "captions_per_s": len(captions) / max(seconds, 1e-9), **(meta or {})}
     return write_run_dir(run_name, "captions", split, str(data_dir), dict(zip(data.ids, captions)), meta=info,
                          runs_root=runs_root)
 
@@ -84,9 +83,9 @@ def caption_split(model, data_dir: str | Path, split: str, run_name: str, num_be
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.caption", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="save_pretrained directory or hub id")
-    ap.add_argument("--num-beams", type=int, default=DEFAULTS["num_beams"])
-    ap.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
-    ap.add_argument("--no-repeat-ngram-size", type=int, default=DEFAULTS["no_repeat_ngram_size"])
+    ap.add_argument("--num-beams", type=int, default=DEFAULT_DECODING.num_beams)
+    ap.add_argument("--max-new-tokens", type=int, default=DEFAULT_DECODING.max_new_tokens)
+    ap.add_argument("--no-repeat-ngram-size", type=int, default=DEFAULT_DECODING.no_repeat_ngram_size)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--data-dir", help="caption a whole ROCOv2-layout split instead of IMAGE files")
     ap.add_argument("--split", default="test")
@@ -94,8 +93,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     ap.add_argument("--runs-root", help="folder for run directories (default reports/runs)")
     ap.add_argument("images", nargs="*", help="image files")
     args = ap.parse_args(argv)
-    kw = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-              no_repeat_ngram_size=args.no_repeat_ngram_size, batch_size=args.batch_size)
+    kw = dict(config=DecodingConfig(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                                    no_repeat_ngram_size=args.no_repeat_ngram_size), batch_size=args.batch_size)
     from medcap_utils.atomic import DiskFullError
     from medcap_utils.data.images import ImageDecodeError
     from medcap_utils.data.rocov2 import MalformedCSVError
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def _run(args, ap, kw) -> int:
     if args.data_dir:
         name = args.run_name or f"{Path(args.model).name}_{args.split}"
-        print(caption_split(args.model, args.data_dir, args.split, name, runs_root=args.runs_root, **kw))
+        print(caption_split_to_run_dir(args.model, args.data_dir, args.split, name, runs_root=args.runs_root, **kw))
         return 0
     if not args.images:
         ap.error("give IMAGE files or --data-dir")

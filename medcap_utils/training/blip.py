@@ -57,19 +57,21 @@ def load_blip_recipe(path: str | Path, model_key: str, profile: str = "demo", va
 
 
 def make_evaluate_fn(processor, valid, n_images: int = 200, decoding: dict | None = None, batch_size: int = 64):
-    """Per-epoch validation metrics of generated captions: BLEU-4 (pycocoevalcap) and modality mention rate."""
+    """Per-epoch validation metrics of generated captions: BLEU-4 (pycocoevalcap) and modality mention rate.
+    ``decoding``: the recipe's ``decoding:`` mapping over the BLIP default (:class:`DecodingConfig` fields)."""
+    from medcap_utils.decoding.caption import caption
+    from medcap_utils.decoding.config import DecodingConfig
     from medcap_utils.metrics.coco import coco_scores
     from medcap_utils.metrics.modality import modality_mention_rate
-    from medcap_utils.decoding.blip import generate_captions
 
     idx = np.arange(min(n_images, len(valid)))
     images = valid.images(idx)
     refs = {valid.ids[i]: valid.captions[i] for i in idx}
     mods = [valid.modalities[i] for i in idx]
-    decoding = {**MODEL_DEFAULTS["decoding"], **(decoding or {})}
+    config = DecodingConfig.from_mapping({**MODEL_DEFAULTS["decoding"], **(decoding or {})})
 
     def evaluate(model, epoch: int) -> dict[str, float]:
-        caps = generate_captions(model, processor, images, batch_size=batch_size, **decoding)
+        caps = caption(model, images, config, batch_size=batch_size, processor=processor)
         scores = coco_scores(refs, dict(zip(refs, caps)), metrics=["Bleu_4"])
         return {"val_bleu4": scores["Bleu_4"], "val_modality_rate": modality_mention_rate(caps, mods)}
 

@@ -177,6 +177,18 @@ def _coerce_mapping(value: Any, cls: type, file: str, key: str, complete: bool) 
         if missing:
             raise RecipeError(f"{file}: {where}{missing[0]}: required {_name(hints[missing[0]])} is missing "
                               f"(found keys {sorted(value)})")
+        for name, f in fields.items():  # a section whose schema has defaults may still have to state some keys
+            given, needed = value.get(name), f.metadata.get("required_keys", ())
+            absent = [k for k in needed if isinstance(given, dict) and k not in given]
+            if absent:
+                sub = typing.get_type_hints(hints[name])
+                raise RecipeError(f"{file}: {where}{name}.{absent[0]}: required {_name(sub[absent[0]])} is missing "
+                                  f"(found keys {sorted(given)})")
+    if hasattr(cls, "from_mapping"):  # a schema that checks its own values (DecodingConfig: ranges)
+        try:
+            cls.from_mapping(out)
+        except ValueError as error:
+            raise RecipeError(f"{file}: {key or '<top>'}: {error}") from None
     return out
 
 

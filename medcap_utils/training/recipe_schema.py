@@ -10,18 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.training.config import TrainConfig
 
 
 # ------------------------------------------------------------------ BLIP (2q2t-2024, uit-oggy-2025, medblip-2025)
-
-@dataclass
-class BlipDecoding:
-    """Per-epoch validation decoding (``generate_captions`` keyword arguments)."""
-    num_beams: int = 1
-    max_new_tokens: int = 40
-    no_repeat_ngram_size: int = 3
-
 
 @dataclass
 class BlipBuild:
@@ -49,8 +42,9 @@ class BlipModel:
     freeze_text: bool = False
     build: BlipBuild = field(default_factory=dict)  # demo only; {} = nothing to build
     eval_images: int = 200  # validation images captioned per epoch for BLEU-4 / modality mention rate
-    decoding: BlipDecoding = field(default_factory=lambda: {"num_beams": 1, "max_new_tokens": 40,
-                                                            "no_repeat_ngram_size": 3})
+    # per-epoch validation decoding (and notebooks 02-03's test captions); checked by DecodingConfig itself
+    decoding: DecodingConfig = field(default_factory=lambda: {"num_beams": 1, "max_new_tokens": 40,
+                                                              "no_repeat_ngram_size": 3})
     fast: bool = False  # blip_fast: SDPA attention + chunked cross-entropy (same loss/gradients)
     notes: str | None = None
 
@@ -132,21 +126,14 @@ class MsmedcapLmPretrain:
 
 
 @dataclass
-class MsmedcapGenerate:
-    """``caption_dataset_images`` keyword arguments; all five are passed, so all five are required."""
-    num_beams: int
-    max_new_tokens: int
-    min_new_tokens: int
-    repetition_penalty: float
-    length_penalty: float
-
-
-@dataclass
 class MsmedcapRecipe:
     model: MsmedcapModel
     stage1: MsmedcapStage1
     stage2: MsmedcapStage2
-    generate: MsmedcapGenerate
+    # the authors' code sets these five, so the paper layer must state each (a deleted line is an error, not
+    # a silent default: repetition_penalty 9.0 would become 1.0)
+    decoding: DecodingConfig = field(metadata={"required_keys": (
+        "num_beams", "max_new_tokens", "min_new_tokens", "repetition_penalty", "length_penalty")})
     lm_pretrain: MsmedcapLmPretrain | None = None  # demo only: the toy OPT learns caption text first
     notes: str | None = None
 
@@ -199,16 +186,10 @@ class LstmAugment:
 
 
 @dataclass
-class LstmDecode:
-    beam_size: int | None = None
-    max_len: int | None = None
-
-
-@dataclass
 class LstmRecipe:
     text: LstmText
     model: LstmModel
     loss: LstmLoss
     augment: LstmAugment
     train: TrainConfig
-    decode: LstmDecode
+    decoding: DecodingConfig  # the LSTM's search: num_beams and max_new_tokens

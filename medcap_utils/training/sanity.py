@@ -83,7 +83,8 @@ def overfit_check(model, processor, dataset, base_cfg=None, n: int = 8, steps: i
     import torch
 
     from medcap_utils.models.blip import caption_targets
-    from medcap_utils.decoding.blip import generate_captions
+    from medcap_utils.decoding.caption import caption
+    from medcap_utils.decoding.config import DecodingConfig
     from medcap_utils.training.blip import finetune_blip
     from medcap_utils.training import TrainConfig
 
@@ -101,7 +102,7 @@ def overfit_check(model, processor, dataset, base_cfg=None, n: int = 8, steps: i
     with contextlib.redirect_stdout(io.StringIO()):  # fit prints a line per epoch, here one per step
         hist = finetune_blip(model, processor, subset, cfg, label_smoothing=0.0, max_length=max_length).history
     images = dataset.images(idx)
-    again = generate_captions(model, processor, images, num_beams=1, max_new_tokens=max_length)
+    again = caption(model, images, DecodingConfig(num_beams=1, max_new_tokens=max_length), processor=processor)
     seconds = time.perf_counter() - t0
     # the references as trained: the target tokens (a caption longer than max_length is cut), decoded
     tok = processor.tokenizer
