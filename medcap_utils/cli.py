@@ -19,7 +19,6 @@ import importlib
 import sys
 from typing import NamedTuple
 
-
 DESCRIPTION = "medcap: medical image captioning on ROCOv2, reproducible (the notebooks' commands)."
 
 

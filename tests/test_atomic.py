@@ -5,8 +5,15 @@ import os
 
 import pytest
 
-from medcap_utils.atomic import (DiskFullError, atomic_directory, atomic_write_json, atomic_write_text,
-                                 disk_full_as_error, ensure_free_space, is_disk_full)
+from medcap_utils.atomic import (
+    DiskFullError,
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    disk_full_as_error,
+    ensure_free_space,
+    is_disk_full,
+)
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):

@@ -22,7 +22,13 @@ from medcap_utils.data.__main__ import main as data_main
 from medcap_utils.data.check import check_dataset
 from medcap_utils.data.images import ImageDecodeError, open_rgb
 from medcap_utils.data.rocov2 import (
-    MalformedCSVError, load_split, read_captions, read_concepts, read_cui_mapping, scan_csv, split_frame,
+    MalformedCSVError,
+    load_split,
+    read_captions,
+    read_concepts,
+    read_cui_mapping,
+    scan_csv,
+    split_frame,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,15 @@ import torch.nn.functional as F
 
 from medcap_utils.decoding.caption import caption
 from medcap_utils.decoding.config import DecodingConfig
-from medcap_utils.models.blip import (blip_tokenizer, build_demo_blip, caption_targets, freeze, load_blip,
-                                      make_blip_loss, set_label_smoothing)
+from medcap_utils.models.blip import (
+    blip_tokenizer,
+    build_demo_blip,
+    caption_targets,
+    freeze,
+    load_blip,
+    make_blip_loss,
+    set_label_smoothing,
+)
 
 CAPTIONS = ["Axial CT of the chest shows a nodule (white arrow).", "Knee radiograph.",
             "Brain MRI, sagittal T2-weighted image without abnormality.", "Abdominal ultrasound."]

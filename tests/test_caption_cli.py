@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medcap_utils.runner.caption import DEFAULT_DECODING, caption_images, caption_split_to_run_dir
 from medcap_utils.models.blip import build_demo_blip
+from medcap_utils.runner.caption import DEFAULT_DECODING, caption_images, caption_split_to_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

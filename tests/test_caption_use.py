@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcap_utils.evaluation import beat_baselines, caption_use, evaluate_runs, run_summary
-from medcap_utils.evaluation.baselines import consensus_caption, nearest_neighbour_captions, pixel_features
 from medcap_utils.data.cache import get_image_cache
 from medcap_utils.data.rocov2 import read_captions
+from medcap_utils.evaluation import beat_baselines, caption_use, evaluate_runs, run_summary
+from medcap_utils.evaluation.baselines import consensus_caption, nearest_neighbour_captions, pixel_features
 from medcap_utils.evaluation.runfiles import write_run_dir
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer needs Java")

@@ -14,9 +14,14 @@ from PIL import Image
 from medcap_utils.data import cache as cache_mod
 from medcap_utils.data.images import ImageDecodeError, open_rgb, to_rgb
 from medcap_utils.data.rocov2 import (
-    MalformedCSVError, load_hf_rocov2, load_split, modality_of, read_captions, read_concepts, split_frame,
+    MalformedCSVError,
+    load_hf_rocov2,
+    load_split,
+    modality_of,
+    read_captions,
+    read_concepts,
+    split_frame,
 )
-
 
 # --- real rows -------------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_fast_decode import tiny_blip
 
 from medcap_utils.decoding.caption import caption
 from medcap_utils.decoding.config import ENGINE_OPTIONS, DecodingConfig, UnsupportedDecoding, option_names
-from test_fast_decode import tiny_blip
 
 DEFAULTS = DecodingConfig()
 
@@ -151,8 +151,9 @@ def test_blip_fast_refuses_instead_of_switching_to_generate(blip, monkeypatch):
 
 
 def test_lstm_refuses_repetition_penalty_and_decodes_what_it_implements():
-    from medcap_utils.data.text_preprocessing import SPECIAL_TOKENS, Vocabulary
     from test_lstm_captioner import V, tiny_model
+
+    from medcap_utils.data.text_preprocessing import SPECIAL_TOKENS, Vocabulary
 
     model = tiny_model().eval()
     vocab = Vocabulary(list(SPECIAL_TOKENS) + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])

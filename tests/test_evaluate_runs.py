@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medcap_utils.evaluation import evaluate_runs
 from medcap_utils.data.rocov2 import read_captions, read_concepts
+from medcap_utils.evaluation import evaluate_runs
 from medcap_utils.evaluation.runfiles import write_run_dir
 
 

@@ -7,8 +7,8 @@ steps, so beam finalisation, the early-stopping heuristic and padding are exerci
 import pytest
 import torch
 
-from medcap_utils.decoding.captioners import repeated_ngrams
 from medcap_utils.decoding.blip_fast import UnsupportedGeneration, ban_repeated_ngrams, fast_generate
+from medcap_utils.decoding.captioners import repeated_ngrams
 from medcap_utils.models.blip import demo_blip_config
 
 VOCAB, BOS, PAD, SEP = 40, 1, 0, 2

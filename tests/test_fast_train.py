@@ -153,9 +153,9 @@ def test_length_grouped_sampler():
 def test_finetune_blip_fast_follows_plain(tiny, tmp_path):
     """Through the shared loop (notebook 02's call): same per-epoch losses, eager attention given back."""
     from medcap_utils.data.cache import ImageCache
+    from medcap_utils.training import TrainConfig
     from medcap_utils.training.blip import finetune_blip
     from medcap_utils.training.captioning_data import CaptionImageCacheDataset
-    from medcap_utils.training import TrainConfig
 
     model, processor = tiny
     images = np.random.default_rng(5).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)

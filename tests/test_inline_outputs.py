@@ -6,8 +6,8 @@ import json
 import nbformat
 import pytest
 
-from medcap_utils.runner import reproduce
 from medcap_utils.report import FIGURE_KEY, figures_not_inline
+from medcap_utils.runner import reproduce
 
 PARAMS = 'profile: str = "demo"\ndata_dir: str = "data/demo"\n'
 CELLS = [

@@ -6,11 +6,15 @@ import pytest
 import torch
 from transformers import ResNetModel
 
-from medcap_utils.data.augment import FlipCropConfig, center_crop, random_flip_crop
 from medcap_utils.analysis.explain import attention_hit_rate
+from medcap_utils.data.augment import FlipCropConfig, center_crop, random_flip_crop
 from medcap_utils.decoding.config import DecodingConfig
-from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig, load_visual_encoder,
-                                                small_resnet_config)
+from medcap_utils.models.lstm_captioner import (
+    LSTMCaptioner,
+    LSTMCaptionerConfig,
+    load_visual_encoder,
+    small_resnet_config,
+)
 
 V, L = 30, 5
 
@@ -137,8 +141,8 @@ def test_attention_override_replaces_only_that_step():
 def test_counterfactual_probe_rows_and_a_model_that_cannot_look(demo_root):
     """A model whose attention scores are all zero attends uniformly, so its own attention and the
     forced uniform attention give the same likelihood; looking at the box gives another one."""
-    from medcap_utils.experiments import explainable_lstm_captioner as xai
     from medcap_utils.data.text_preprocessing import CaptionTextConfig
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
 
     text = CaptionTextConfig(stem=False, remove_stop_words=False, min_freq=1, max_len=40)
     test = xai.split_frame(demo_root, "test")
@@ -289,8 +293,8 @@ def test_demo_model_beats_untrained_and_most_frequent_caption(demo_run, train_ro
 
 def test_finding_word_steps_point_at_the_finding_and_location_words(demo_root):
     """The measured steps are the ones that emit the finding word and the side/location words after it."""
-    from medcap_utils.experiments import explainable_lstm_captioner as xai
     from medcap_utils.data.text_preprocessing import CaptionTextConfig
+    from medcap_utils.experiments import explainable_lstm_captioner as xai
 
     text = CaptionTextConfig(stem=False, remove_stop_words=False, min_freq=1, max_len=40)
     test = xai.split_frame(demo_root, "test")

@@ -6,8 +6,8 @@ import torch
 
 from medcap_utils.experiments import medblip_ablation as ab
 from medcap_utils.models.blip import build_demo_blip, load_blip
-from medcap_utils.training.captioning_data import caption_dataset
 from medcap_utils.training import TrainConfig
+from medcap_utils.training.captioning_data import caption_dataset
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from transformers import ResNetConfig
 
 from medcap_utils.data.batch_augment import AugmentConfig, augment_batch, random_affine_crop
-from medcap_utils.models.medcsra import (MedCSRA, build_medcsra, demo_resnet_config, load_resnet_backbone)
+from medcap_utils.models.medcsra import MedCSRA, build_medcsra, demo_resnet_config, load_resnet_backbone
 
 K = 5
 
@@ -195,11 +195,11 @@ def test_training_with_csra_head_and_augmentations_keeps_best_copy(demo_root, tm
 def test_demo_detector_recovers_modality_and_region_far_above_frequency_baseline(demo_root, tmp_path):
     """Trained on the small demo set, MedCSRA must find modality and body-region CUIs on test images
     far better than predicting the k most frequent training CUIs for every image."""
-    from medcap_utils.experiments.concept_detection_medcsra import load_recipe
-    from medcap_utils.training import medcsra as cd
-    from medcap_utils.evaluation.baselines import top_k_concepts
     from medcap_utils.data.synth import MODALITY_CUI, REGION_CUIS
+    from medcap_utils.evaluation.baselines import top_k_concepts
+    from medcap_utils.experiments.concept_detection_medcsra import load_recipe
     from medcap_utils.metrics.concepts import f1_primary, per_image_f1
+    from medcap_utils.training import medcsra as cd
 
     recipe = load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
     run = cd.train_medcsra(demo_root, recipe, output_dir=tmp_path / "model", epochs=6)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from medcap_utils.metrics import MetricUnavailable, bertscore as bs
+from medcap_utils.metrics import MetricUnavailable
+from medcap_utils.metrics import bertscore as bs
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from medcap_utils import device as dev
-from medcap_utils.runner.bench_setup import blip_config
 from medcap_utils.device import GIB, DeviceInfo, inference_dtype, resolve_mixed_precision
 from medcap_utils.memory import activation_bytes_per_image, fits_device, parameter_count, plan_batch, static_train_bytes
+from medcap_utils.runner.bench_setup import blip_config
 from medcap_utils.training import TrainConfig, enable_gradient_checkpointing, fit
 from medcap_utils.training.toy_run import mse_loss, toy_data, toy_model
 

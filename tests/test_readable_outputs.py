@@ -16,13 +16,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from medcap_utils.analysis import explain  # noqa: E402
 from medcap_utils import plotting
-from medcap_utils.evaluation import run_summary
+from medcap_utils.analysis import explain  # noqa: E402
 from medcap_utils.analysis.cross_attention import CrossAttention, plot_gallery  # noqa: E402
-from medcap_utils.papers import run_group  # noqa: E402
+from medcap_utils.evaluation import run_summary
 from medcap_utils.evaluation.evaluate_runs import COLUMNS  # noqa: E402
 from medcap_utils.evaluation.runfiles import write_run_dir  # noqa: E402
+from medcap_utils.papers import run_group  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = ("Chest CT (axial section) demonstrates a 29 mm mass in the left lung (blue arrow) with a small pleural "

@@ -195,8 +195,8 @@ def test_resolved_values_equal_the_old_readers(key):
 # ----------------------------------------------------------------------------------------------- hash
 
 def test_recipe_hash_is_stable_changes_with_values_and_reaches_every_train_config(tmp_path):
-    from medcap_utils.training.blip import load_blip_recipe
     from medcap_utils.experiments.msmedcap import load_recipe as msmedcap_recipe
+    from medcap_utils.training.blip import load_blip_recipe
 
     path = RECIPES / "2q2t-2024.yaml"
     a, b = load_blip_recipe(path, "blip_base", "demo"), load_blip_recipe(path, "blip_base", "demo")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medcap_utils.papers import PAPERS
 from medcap_utils.evaluation.report_markdown import build_markdown_report
 from medcap_utils.evaluation.runfiles import write_run_dir
+from medcap_utils.papers import PAPERS
 
 IDS = [f"ROCOv2_2023_test_{i:06d}" for i in range(1, 41)]
 

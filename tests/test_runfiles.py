@@ -5,8 +5,14 @@ import json
 
 import pytest
 
-from medcap_utils.evaluation.runfiles import (RunFileError, read_run_dir, read_run_file, write_caption_run,
-                                   write_concept_run, write_run_dir)
+from medcap_utils.evaluation.runfiles import (
+    RunFileError,
+    read_run_dir,
+    read_run_file,
+    write_caption_run,
+    write_concept_run,
+    write_run_dir,
+)
 
 IDS = ["ROCOv2_2023_test_000001", "ROCOv2_2023_test_000002", "ROCOv2_2023_test_000003"]
 

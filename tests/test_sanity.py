@@ -2,7 +2,6 @@
 8 captions and raises with its numbers when it cannot (lr 0), and ``require`` raises with its message."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

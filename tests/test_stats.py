@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medcap_utils.data import statistics as stats
 from medcap_utils.data import modality_of, split_frame
+from medcap_utils.data import statistics as stats
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,18 @@
 from __future__ import annotations
 
 from medcap_utils.data.rocov2 import read_captions
-from medcap_utils.data.text_preprocessing import (END, PAD, START, STOP_WORDS, UNK, CaptionTextConfig,
-                                             Vocabulary, imageclef_bleu, preprocess_caption, tokenize)
+from medcap_utils.data.text_preprocessing import (
+    END,
+    PAD,
+    START,
+    STOP_WORDS,
+    UNK,
+    CaptionTextConfig,
+    Vocabulary,
+    imageclef_bleu,
+    preprocess_caption,
+    tokenize,
+)
 
 
 def test_real_rows_lose_stop_words_and_get_stemmed(sample_dir):

@@ -20,7 +20,6 @@ import torch
 from medcap_utils.analysis.upsample import upsample  # noqa: F401 (notebook 03 and its tests import it from here)
 
 
-
 @dataclass
 class CrossAttention:
     """One caption's cross-attention.

@@ -40,7 +40,15 @@ def attention_gallery(image: np.ndarray, words: Sequence[str], alphas: np.ndarra
     truth) is drawn on every panel where it is known."""
     import matplotlib.pyplot as plt
 
-    from medcap_utils.plotting import OVERLAY_CMAP, chars_per_line, draw_box, fig_width, grid_shape, overlay_colorbar, wrap
+    from medcap_utils.plotting import (
+        OVERLAY_CMAP,
+        chars_per_line,
+        draw_box,
+        fig_width,
+        grid_shape,
+        overlay_colorbar,
+        wrap,
+    )
 
     all_words = list(words)
     words = all_words[:max_words]

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from medcap_utils.analysis.explain import attention_hit_rate, cell_box_overlap
-from medcap_utils.models.lstm_captioner import LSTMCaptioner, pixels
 from medcap_utils.data.text_preprocessing import CaptionTextConfig, Vocabulary
+from medcap_utils.models.lstm_captioner import LSTMCaptioner, pixels
 
 
 def finding_boxes(data_dir, split: str) -> dict:

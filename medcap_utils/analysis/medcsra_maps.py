@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import torch.nn.functional as F
 
-from medcap_utils.training.medcsra import ConceptImages, PixelRecipe
 from medcap_utils.models.medcsra import MedCSRA
+from medcap_utils.training.medcsra import ConceptImages, PixelRecipe
 
 
 def plot_training_curves(history: pd.DataFrame):

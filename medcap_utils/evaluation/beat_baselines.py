@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from medcap_utils.evaluation.run_summary import CAPTION_HEADLINE, RANK_BY, wide
 from medcap_utils.metrics.bootstrap import paired_bootstrap
 from medcap_utils.papers import run_group
-from medcap_utils.evaluation.run_summary import CAPTION_HEADLINE, RANK_BY, wide
 
 RETRIEVAL_BASELINES = {"baseline-nn-pixels": "the nearest training image's caption (pixels)",
                        "baseline-consensus-caption": "the consensus caption"}

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from medcap_utils.atomic import atomic_write_text
-from medcap_utils.metrics import MetricUnavailable, bootstrap as bt
+from medcap_utils.metrics import MetricUnavailable
+from medcap_utils.metrics import bootstrap as bt
 from medcap_utils.metrics.provenance import provenance
 
 CAPTION_PROTOCOLS = ("coco", "imageclef2024", "imageclef2025")

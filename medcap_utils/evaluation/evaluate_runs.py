@@ -13,13 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcap_utils.evaluation.baselines import (consensus_caption, most_frequent_caption, nearest_neighbour_captions,
-                                   pixel_features, top_k_concepts)
 from medcap_utils.data.rocov2 import image_source, read_captions, read_concepts, split_files, split_frame
+from medcap_utils.evaluation.baselines import (
+    consensus_caption,
+    most_frequent_caption,
+    nearest_neighbour_captions,
+    pixel_features,
+    top_k_concepts,
+)
 from medcap_utils.evaluation.evaluate import evaluate_captions, evaluate_concepts
+from medcap_utils.evaluation.runfiles import RunFileError, read_run_dir, read_run_file, write_run_dir
 from medcap_utils.metrics.bootstrap import paired_bootstrap
 from medcap_utils.paths import resolve
-from medcap_utils.evaluation.runfiles import RunFileError, read_run_dir, read_run_file, write_run_dir
 
 COLUMNS = ["run", "task", "split", "protocol", "metric", "value", "ci_low", "ci_high", "n", "status", "note"]
 

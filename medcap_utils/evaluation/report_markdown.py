@@ -10,7 +10,6 @@ from medcap_utils.evaluation.report_summary import summary_markdown
 from medcap_utils.papers import NOTEBOOKS
 from medcap_utils.report import markdown_table
 
-
 # tables and figures named without a notebook prefix, by the notebook that writes them
 _UNPREFIXED = {"metrics": "08"}
 LINK_ONLY_ROWS, LINK_ONLY_COLS = 60, 16

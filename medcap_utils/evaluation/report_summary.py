@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcap_utils.papers import PAPERS, Paper, citation
 from medcap_utils.evaluation.caption_use import COLLAPSED_SHARE
 from medcap_utils.evaluation.run_summary import distinct_captions
+from medcap_utils.papers import PAPERS, Paper, citation
 
 REAL_RUN = "make reproduce PROFILE=rocov2 DATA=/path/to/rocov2"
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from medcap_utils.evaluation.caption_use import COLLAPSED_NOTE, COLLAPSED_SHARE, caption_counts
-from medcap_utils.papers import run_group
 from medcap_utils.evaluation.runfiles import RunFileError, read_run_dir, read_run_file
+from medcap_utils.papers import run_group
 
 # (protocol, metric) -> column title; ROUGE-1 is the ImageCLEF one (preprocessed text)
 CAPTION_HEADLINE = {("coco", "Bleu_4"): "BLEU-4", ("coco", "ROUGE_L"): "ROUGE-L", ("coco", "CIDEr"): "CIDEr",

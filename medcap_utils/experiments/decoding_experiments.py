@@ -22,7 +22,6 @@ from medcap_utils.evaluation.runfiles import write_run_dir
 from medcap_utils.paths import resolve
 
 
-
 @dataclass(frozen=True)
 class GridSetting:
     """One row of seed 000's grid: a run name, the paper's numbering ``(1)`` to ``(5)`` and its decoding.

@@ -16,19 +16,23 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
+# The grounding probes live in their own module; notebook 07 and the tests reach them through here.
+from medcap_utils.analysis.lstm_grounding import (  # noqa: F401
+    COUNTERFACTUALS,
+    PHRASE_WINDOW,
+    counterfactual_summary,
+    finding_boxes,
+    finding_word_attention,
+    finding_word_counterfactual,
+    grounding_table,
+)
 from medcap_utils.data.augment import FlipCropConfig, random_flip_crop
 from medcap_utils.data.cache import get_image_cache
 from medcap_utils.data.rocov2 import split_frame
+from medcap_utils.data.text_preprocessing import CaptionTextConfig, Vocabulary, imageclef_bleu  # noqa: F401 (notebook 07)
 from medcap_utils.decoding.config import DecodingConfig, as_config
 from medcap_utils.decoding.lstm import lstm_search
-from medcap_utils.models.lstm_captioner import (LSTMCaptioner, LSTMCaptionerConfig,  # noqa: F401 (pixels: notebook 07)
-                                                load_visual_encoder, pixels)
-from medcap_utils.data.text_preprocessing import CaptionTextConfig, Vocabulary, imageclef_bleu  # noqa: F401 (notebook 07)
-
-# The grounding probes live in their own module; notebook 07 and the tests reach them through here.
-from medcap_utils.analysis.lstm_grounding import (COUNTERFACTUALS, PHRASE_WINDOW,  # noqa: F401
-                                                counterfactual_summary, finding_boxes, finding_word_attention,
-                                                finding_word_counterfactual, grounding_table)
+from medcap_utils.models.lstm_captioner import LSTMCaptioner, LSTMCaptionerConfig, load_visual_encoder, pixels  # noqa: F401 (pixels: notebook 07)
 
 
 def label_space(frame, vocab: Vocabulary, text: CaptionTextConfig, kind: str = "concepts",
@@ -194,9 +198,9 @@ def train_captioner(data_dir, recipe: dict, out_dir, train_overrides: dict | Non
                     progress: bool = False, fresh: bool = True) -> dict:
     """Train on ``train``, pick the epoch with the best validation BLEU, save to ``out_dir``
     (notebook 07). Returns ``{"model", "vocab", "labels", "text", "history", "seconds"}``."""
-    from medcap_utils.training import TrainConfig, fit
-
     import shutil
+
+    from medcap_utils.training import TrainConfig, fit
 
     out_dir = Path(out_dir)
     if fresh and (out_dir / "fit").exists():

@@ -12,8 +12,8 @@ import torch
 
 from medcap_utils.decoding.caption import caption
 from medcap_utils.decoding.config import DecodingConfig
-from medcap_utils.training.msmedcap_pretrain import Stage1Loss, Stage1Model, make_stage1_collate, stage1_eval
 from medcap_utils.training import TrainConfig, fit
+from medcap_utils.training.msmedcap_pretrain import Stage1Loss, Stage1Model, make_stage1_collate, stage1_eval
 
 # Seed 003 Table 1, transcribed exactly (scaled as printed: BLEU/METEOR/CIDEr x10^3, ROUGE-L/BERTScore x10^2,
 # BLEURT x10^1). Data: training on COCO (G) and ROCO + MedICaT (M); test 8,000 ROCO + 50,000 MedICaT images.

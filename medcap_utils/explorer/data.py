@@ -19,10 +19,16 @@ import pandas as pd
 
 from medcap_utils.analysis.attention_maps import AttentionMap, attention_index, read_attention_map
 from medcap_utils.data.files import ImageSourceError, read_image_bytes
-from medcap_utils.data.rocov2 import (image_source, parse_cuis, read_captions, read_concepts, read_cui_mapping,
-                                      split_files)
-from medcap_utils.paths import resolve
+from medcap_utils.data.rocov2 import (
+    image_source,
+    parse_cuis,
+    read_captions,
+    read_concepts,
+    read_cui_mapping,
+    split_files,
+)
 from medcap_utils.evaluation.runfiles import RunFileError, read_run_dir, read_run_file
+from medcap_utils.paths import resolve
 
 SPLITS = ("test", "valid", "train")
 TEXT_COLUMNS = {"ID", "reference", "hypothesis"}

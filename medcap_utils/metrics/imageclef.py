@@ -34,7 +34,8 @@ import string
 
 import numpy as np
 
-from medcap_utils.metrics import MetricUnavailable, bertscore as bs
+from medcap_utils.metrics import MetricUnavailable
+from medcap_utils.metrics import bertscore as bs
 from medcap_utils.metrics.rouge1 import rouge1_f
 
 PROTOCOLS = ("imageclef2024", "imageclef2025")

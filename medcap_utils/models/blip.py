@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 
 from medcap_utils.device import inference_dtype

@@ -26,8 +26,16 @@ import torch
 from torch import nn
 from transformers import Blip2QFormerConfig
 
-from .msmedcap_parts import (CLIP_ID, OPT_ID, SAM_ID, QFormerBranch, load_clip_vision, load_language_model,
-                             load_sam_vision, load_tokenizer)
+from .msmedcap_parts import (
+    CLIP_ID,
+    OPT_ID,
+    SAM_ID,
+    QFormerBranch,
+    load_clip_vision,
+    load_language_model,
+    load_sam_vision,
+    load_tokenizer,
+)
 
 OPENAI_CLIP_MEAN, OPENAI_CLIP_STD = (0.4815, 0.4578, 0.4082), (0.2686, 0.2613, 0.2758)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # SamProcessor's
@@ -300,8 +308,14 @@ def build_demo_parts(out_dir, captions, image_size: int = 64, patch_size: int = 
     ``save_pretrained`` to ``out_dir/<part>`` so :func:`assemble_msmedcap` loads them by path exactly
     as it loads hub ids. The LM tokenizer is a WordPiece trained on ``captions`` (``causal_tokenizer``),
     the Q-Former's a BERT-style WordPiece with ``[DEC]`` (``blip.blip_tokenizer``)."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel, OPTConfig, OPTForCausalLM, SamVisionConfig, \
-        SamVisionModel
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        OPTConfig,
+        OPTForCausalLM,
+        SamVisionConfig,
+        SamVisionModel,
+    )
 
     from medcap_utils.models.blip import blip_tokenizer
     from medcap_utils.models.causal_tokenizer import train_causal_tokenizer

@@ -16,10 +16,10 @@ from transformers import (
     AutoImageProcessor,
     AutoTokenizer,
     GPT2Config,
-    ViTConfig,
-    ViTImageProcessor,
     VisionEncoderDecoderConfig,
     VisionEncoderDecoderModel,
+    ViTConfig,
+    ViTImageProcessor,
 )
 
 VIT_GPT2_ID = "nlpconnect/vit-gpt2-image-captioning"

@@ -118,8 +118,8 @@ def _run(args, ap, kw) -> int:
         return 0
     if not args.images:
         ap.error("give IMAGE files or --data-dir")
-    from medcap_utils.data.images import ImageDecodeError
     from medcap_utils.data.files import regular_file_problem
+    from medcap_utils.data.images import ImageDecodeError
 
     for path in args.images:  # before loading the model; a FIFO is never opened (that would block)
         problem = regular_file_problem(path)

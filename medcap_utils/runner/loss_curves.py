@@ -37,8 +37,8 @@ RUNS = (("plain", "fp32"), ("plain", "bf16"), ("fast", "fp32"), ("fast", "bf16")
 def train_curve(model, processor, data, fast: bool, precision: str, steps: int, batch_size: int, lr: float,
                 seed: int, max_length: int) -> list[float]:
     """Per-step training losses of ``finetune_blip`` on ``data`` (``model`` is trained in place)."""
-    from medcap_utils.training.blip import finetune_blip
     from medcap_utils.training import TrainConfig
+    from medcap_utils.training.blip import finetune_blip
 
     cfg = TrainConfig(epochs=max(1, -(-steps * batch_size // len(data))), lr=lr, batch_size=batch_size,
                       max_steps=steps, seed=seed, mixed_precision="bf16" if precision == "bf16" else "no",
@@ -75,8 +75,8 @@ def run(model_name: str = "tiny", image_size: int = 64, batch_size: int = 8, ste
     """The four runs of the module docstring; returns the per-step table and :func:`compare`'s summary."""
     from transformers import BlipForConditionalGeneration
 
-    from medcap_utils.runner.bench_setup import bench_data, bench_dataset, bench_processor, blip_config, device_info
     from medcap_utils.models.blip import blip_tokenizer
+    from medcap_utils.runner.bench_setup import bench_data, bench_dataset, bench_processor, blip_config, device_info
 
     images, captions = bench_data(data_dir, image_size, captions_csv)
     tok = blip_tokenizer("bert-uncased", vocab_dir=vocab_dir)

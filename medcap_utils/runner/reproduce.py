@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from medcap_utils.atomic import atomic_write_json
 from medcap_utils.paths import repo_root
 

@@ -122,9 +122,9 @@ def _attention(tokens: list[str], spot, grid: int = 8) -> np.ndarray:
 
 def write_explorer_fixture(out) -> ExplorerFixture:
     from medcap_utils.analysis.attention_maps import write_attention_maps
+    from medcap_utils.evaluation.runfiles import write_run_dir
     from medcap_utils.metrics.concepts import per_image_f1
     from medcap_utils.metrics.imageclef import evaluate_imageclef
-    from medcap_utils.evaluation.runfiles import write_run_dir
 
     root = Path(out)
     data, runs = root / "data", root / "reports" / "runs"

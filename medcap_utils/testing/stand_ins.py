@@ -159,8 +159,12 @@ def build_blip2_opt(out: Path) -> None:
 
 def build_instructblip_vicuna(out: Path) -> None:
     """InstructBlipForConditionalGeneration over a Llama (Vicuna), Q-Former reading bert-base-uncased + [DEC]."""
-    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration, InstructBlipProcessor, \
-        LlamaConfig
+    from transformers import (
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipProcessor,
+        LlamaConfig,
+    )
 
     from medcap_utils.models.blip2 import image_token_id
 

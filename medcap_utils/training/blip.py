@@ -26,9 +26,9 @@ import torch
 from medcap_utils.atomic import atomic_directory
 from medcap_utils.model_files import is_complete, write_checksums
 from medcap_utils.paths import resolve
+from medcap_utils.training import TrainConfig, TrainResult, fit
 from medcap_utils.training.recipe import merge, read_recipe
 from medcap_utils.training.recipe_schema import BlipModel
-from medcap_utils.training import TrainConfig, TrainResult, fit
 
 #: Fields of a model section besides ``train`` (defaults used when a recipe leaves them out): the defaults
 #: of the schema :class:`~medcap_utils.training.recipe_schema.BlipModel`, the base layer under every BLIP recipe.
@@ -91,8 +91,15 @@ def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_len
     is given back with its eager attention). ``compile``: ``torch.compile`` the vision encoder and text decoder (GPU runs).
     ``on_step(global_step)`` is passed to :func:`fit` (the benchmark times steps with it)."""
     from medcap_utils.models.blip import freeze, make_blip_loss, set_label_smoothing
-    from medcap_utils.models.blip_fast import LengthGroupedSampler, caption_lengths, compile_blip, \
-        images_to_device, make_fast_blip_loss, no_cudnn_attention, sdpa_attention
+    from medcap_utils.models.blip_fast import (
+        LengthGroupedSampler,
+        caption_lengths,
+        compile_blip,
+        images_to_device,
+        make_fast_blip_loss,
+        no_cudnn_attention,
+        sdpa_attention,
+    )
     from medcap_utils.training.captioning_data import make_caption_collate
 
     if label_smoothing is not None:

@@ -100,9 +100,7 @@ class TrainConfig:
 
         ``overrides`` that are not None replace recipe values (notebook parameters win).
         """
-        from medcap_utils.training.recipe import read_section
-
-        from medcap_utils.training.recipe import RecipeError
+        from medcap_utils.training.recipe import RecipeError, read_section
 
         values = read_section(path, section, cls, {k: v for k, v in overrides.items() if v is not None})
         try:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.training.config import TrainConfig
 
-
 # ------------------------------------------------------------------ BLIP (2q2t-2024, uit-oggy-2025, medblip-2025)
 
 @dataclass

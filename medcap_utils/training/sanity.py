@@ -82,11 +82,11 @@ def overfit_check(model, processor, dataset, base_cfg=None, n: int = 8, steps: i
 
     import torch
 
-    from medcap_utils.models.blip import caption_targets
     from medcap_utils.decoding.caption import caption
     from medcap_utils.decoding.config import DecodingConfig
-    from medcap_utils.training.blip import finetune_blip
+    from medcap_utils.models.blip import caption_targets
     from medcap_utils.training import TrainConfig
+    from medcap_utils.training.blip import finetune_blip
 
     min_reproduced = n - 1 if min_reproduced is None else min_reproduced
     idx = list(range(min(n, len(dataset))))
