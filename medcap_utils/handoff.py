@@ -71,9 +71,11 @@ def handoff(profile: str, root: Path | None = None) -> Handoff:
     tables = yaml.safe_load((root / "configs" / "handoff.yaml").read_text())
     name = table_name(profile, root)
     if name not in tables:
-        raise HandoffError(f"configs/handoff.yaml has no table {name!r} (profile {profile!r}); tables: {sorted(tables)}")
+        raise HandoffError(f"configs/handoff.yaml has no table {name!r} (profile {profile!r}); "
+                           f"tables: {sorted(tables)}")
     table = tables[name]
-    return Handoff(profile, dict(table.get("models", {})), dict(table.get("runs", {})), dict(table.get("notebooks", {})))
+    return Handoff(profile, dict(table.get("models", {})), dict(table.get("runs", {})),
+                   dict(table.get("notebooks", {})))
 
 
 def main(argv=None) -> int:

@@ -117,7 +117,8 @@ def _scan(profile: str, root: Path, metrics: bool):
     return found, excluded
 
 
-def profile_hub_ids(profile: str = "rocov2", root: Path | str | None = None, metrics: bool = True) -> dict[str, list[Use]]:
+def profile_hub_ids(profile: str = "rocov2", root: Path | str | None = None,
+                    metrics: bool = True) -> dict[str, list[Use]]:
     """Every hub id the profile and the recipes name, in order of first appearance, with where each is
     used. ``metrics``: add the metric models that are constants in ``medcap_utils.metrics`` (imported)."""
     return _scan(profile, Path(root or repo_root()), metrics)[0]
@@ -308,7 +309,8 @@ def cmd_download(args) -> int:
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError, ValueError) as err:
             reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             if _offline():
-                where = "offline (HF_HUB_OFFLINE=1) and not cached; run with HF_HUB_OFFLINE=0 where the hub is reachable"
+                where = ("offline (HF_HUB_OFFLINE=1) and not cached; run with HF_HUB_OFFLINE=0 "
+                         "where the hub is reachable")
             elif isinstance(err, RepositoryNotFoundError):
                 where = "no such repository on the hub (or it needs `hf auth login`)"
             else:

@@ -53,8 +53,10 @@ def make_split(root: Path, captions: bytes | None = None, concepts: bytes | None
                zipped: bool = False) -> Path:
     """8 images of 12x10 px (PNG bytes under .jpg names, as ROCOv2 mixes formats), all three CSVs."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "test_captions.csv").write_bytes(captions if captions is not None else _csv_bytes("ID,Caption", caption_rows()))
-    (root / "test_concepts.csv").write_bytes(concepts if concepts is not None else _csv_bytes("ID,CUIs", concept_rows()))
+    (root / "test_captions.csv").write_bytes(captions if captions is not None
+                                             else _csv_bytes("ID,Caption", caption_rows()))
+    (root / "test_concepts.csv").write_bytes(concepts if concepts is not None
+                                             else _csv_bytes("ID,CUIs", concept_rows()))
     (root / "test_concepts_manual.csv").write_bytes(_csv_bytes("ID,CUIs", [f"{i},C0040405" for i in IDS]))
     (root / "cui_mapping.csv").write_text("CUI,Canonical name\nC0040405,X-Ray Computed Tomography\nC0817096,Chest\n")
     images = {}
@@ -386,7 +388,8 @@ GT_CASES = [
     ("captions_unterminated_quote_near_end", "captions", "--gt", UNCLOSED_NEAR_END, 8),  # scored 7 of 8 images
     ("captions_non_utf8", "captions", "--gt",
      _csv_bytes("ID,Caption", _with(caption_rows(), 5, IDS[5].encode() + b",Caf\xe9")), 7),
-    ("captions_empty_reference", "captions", "--gt", _csv_bytes("ID,Caption", _with(caption_rows(), 1, f"{IDS[1]},")), 3),
+    ("captions_empty_reference", "captions", "--gt",
+     _csv_bytes("ID,Caption", _with(caption_rows(), 1, f"{IDS[1]},")), 3),
     ("concepts_duplicate_id", "concepts", "--gt", _csv_bytes("ID,CUIs", concept_rows() + [f"{IDS[0]},C0024485"]), 10),
     ("concepts_manual_duplicate_id", "concepts", "--gt-manual",
      _csv_bytes("ID,CUIs", concept_rows() + [f"{IDS[0]},C0024485"]), 10),
@@ -416,7 +419,8 @@ def test_evaluate_bad_ground_truth_exits_2_naming_file_and_line(tmp_path, capsys
 def test_evaluate_missing_ground_truth_exits_2(tmp_path, capsys):
     from medcap_utils.evaluation.evaluate import main as evaluate_main
 
-    code = evaluate_main(["captions", "--gt", str(tmp_path / "nothing.csv"), "--pred", str(_run_file(tmp_path, "captions")),
+    code = evaluate_main(["captions", "--gt", str(tmp_path / "nothing.csv"),
+                          "--pred", str(_run_file(tmp_path, "captions")),
                           "--metrics", "rouge1", "--bootstrap", "0", "--out", str(tmp_path / "m.json")])
     err = capsys.readouterr().err
     assert code == 2 and "nothing.csv" in _error_line(err)
@@ -461,7 +465,8 @@ def test_evaluate_images_dir_fifo_is_named_not_opened(tmp_path):
 def test_empty_caption_never_becomes_a_training_target(tmp_path, caption):
     from medcap_utils.training.captioning_data import caption_dataset
 
-    root = make_split(tmp_path / "d", captions=_csv_bytes("ID,Caption", _with(caption_rows(), 2, f'{IDS[2]},"{caption}"')))
+    root = make_split(tmp_path / "d",
+                      captions=_csv_bytes("ID,Caption", _with(caption_rows(), 2, f'{IDS[2]},"{caption}"')))
     with pytest.raises(MalformedCSVError) as error:
         caption_dataset(root, "test", 8, cache_dir=tmp_path / "cache")
     assert (error.value.kind, error.value.line) == ("empty_caption", 4) and IDS[2] in str(error.value)

@@ -74,7 +74,8 @@ def test_cli_captions_with_a_hub_id_from_the_local_cache(tmp_path):
         paths.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(paths[-1])
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "medcap_utils.runner.caption", "--model", hub_id, "--max-new-tokens", "6", *map(str, paths)]
+    cmd = [sys.executable, "-m", "medcap_utils.runner.caption", "--model", hub_id, "--max-new-tokens", "6",
+           *map(str, paths)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 3

@@ -63,7 +63,8 @@ def test_check_names_every_planted_problem(corrupted):
 
 def test_cli_exit_status_and_counts(demo_root, corrupted):
     root, planted, _ = corrupted
-    bad = subprocess.run([sys.executable, "-m", "medcap_utils.data", "check", str(root)], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "medcap_utils.data", "check", str(root)],
+                         capture_output=True, text=True)
     assert bad.returncode == 1
     assert planted["truncated"] in bad.stdout and "problems:" in bad.stdout and "captions=" in bad.stdout
     good = subprocess.run([sys.executable, "-m", "medcap_utils.data", "check", str(demo_root), "--no-decode"],

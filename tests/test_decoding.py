@@ -41,7 +41,8 @@ def test_grid_is_the_papers():
     base = table[table["model"] == "BLIP base"].set_index("label")
     assert base.loc["(4)", "ROUGE"] == 0.264674 and base.loc["(2)", "BLEU"] == 0.300932
     # as printed in the paper: rows (1) and (5) are identical
-    assert base.loc["(1)", ["ROUGE", "BERTScore", "BLEU"]].tolist() == base.loc["(5)", ["ROUGE", "BERTScore", "BLEU"]].tolist()
+    assert (base.loc["(1)", ["ROUGE", "BERTScore", "BLEU"]].tolist()
+            == base.loc["(5)", ["ROUGE", "BERTScore", "BLEU"]].tolist())
 
 
 def _generate(model, pixels, max_new_tokens=16, **kwargs):

@@ -71,7 +71,8 @@ def test_bad_values_are_refused(bad):
 
 
 def test_unknown_mapping_keys_are_refused_naming_them():
-    with pytest.raises(ValueError, match=r"unknown decoding option\(s\) \['beam_size'\].*'beam_size' is now 'num_beams'"):
+    with pytest.raises(ValueError,
+                       match=r"unknown decoding option\(s\) \['beam_size'\].*'beam_size' is now 'num_beams'"):
         DecodingConfig.from_mapping({"beam_size": 3})
     with pytest.raises(ValueError, match=r"\['top_k'\]"):
         DecodingConfig.from_mapping({"num_beams": 3, "top_k": 5})
@@ -89,7 +90,8 @@ def test_every_option_reaches_generate_unchanged(blip, name, monkeypatch):
         return torch.ones(kwargs["pixel_values"].shape[0], 3, dtype=torch.long)
 
     monkeypatch.setattr(blip, "generate", spy)
-    config = DecodingConfig(**{name: non_default(name)}) if name != "min_new_tokens" else DecodingConfig(min_new_tokens=3)
+    config = (DecodingConfig(**{name: non_default(name)}) if name != "min_new_tokens"
+              else DecodingConfig(min_new_tokens=3))
     caption(blip, images(3), config, engine="generate", processor=Processor())
     assert len(seen) == 1
     for option in option_names():  # every option, under its own name, with the value asked for

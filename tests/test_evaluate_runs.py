@@ -15,7 +15,8 @@ def test_baselines_and_all_runs(demo_root, tmp_path):
     assert [p.name for p in made] == ["baseline-most-frequent-caption", "baseline-top2-concepts",
                                       "baseline-consensus-caption", "baseline-nn-pixels"]
     test_ids = list(read_captions(demo_root / "test_captions.csv").ID)
-    truth = dict(zip(read_captions(demo_root / "test_captions.csv").ID, read_captions(demo_root / "test_captions.csv").Caption))
+    truth = dict(zip(read_captions(demo_root / "test_captions.csv").ID,
+                     read_captions(demo_root / "test_captions.csv").Caption))
     write_run_dir("oracle", "captions", "test", str(demo_root), truth, runs_root=runs)
     write_run_dir("broken", "captions", "test", str(demo_root), {test_ids[0]: "x"}, runs_root=runs)  # IDs missing
     table, per_image = evaluate_runs.evaluate_all_runs(runs, protocols=("coco",), n_boot=100,

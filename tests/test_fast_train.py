@@ -190,4 +190,5 @@ def test_pixels_indexed_from_a_device_cache_give_the_same_loss(tiny, tmp_path):
     from_cache = make_fast_blip_loss(processor, device_images=torch.from_numpy(images))
     with torch.no_grad():
         assert torch.equal(loss(model, with_pixels), from_cache(model, rows_only))
-        assert not torch.equal(loss(model, with_pixels), from_cache(model, {**rows_only, "rows": rows_only["rows"] + 1}))
+        assert not torch.equal(loss(model, with_pixels),
+                               from_cache(model, {**rows_only, "rows": rows_only["rows"] + 1}))

@@ -69,7 +69,8 @@ def test_kill_while_building_demo_blip_init_leaves_nothing_and_is_rebuilt(tmp_pa
     with pytest.raises(_Killed):
         blip.load_blip(start_model(RECIPE, tmp_path / "data", tmp_path / "out"))
     assert not (tmp_path / "out" / "init").exists()  # before: init/ with config.json only, reused for good
-    assert blip.load_blip(start_model(RECIPE, tmp_path / "data", tmp_path / "out")) == ("loaded", tmp_path / "out" / "init")
+    assert blip.load_blip(start_model(RECIPE, tmp_path / "data", tmp_path / "out")) == ("loaded",
+                                                                                        tmp_path / "out" / "init")
     assert len(fake_demo_blip) == 2
     assert _names(tmp_path / "out" / "init") == [CHECKSUMS, "config.json", "model.safetensors"]
     verify_model_dir(tmp_path / "out" / "init", require_checksums=True)
@@ -304,14 +305,16 @@ def saved_lstm(tmp_path) -> Path:
 
 def test_truncated_config_json_is_named(saved_lstm):
     (saved_lstm / "config.json").write_text((saved_lstm / "config.json").read_text()[:40])
-    with pytest.raises(CorruptModelError, match=r"model/config.json is not valid JSON: truncated.*Fix: delete the folder"):
+    with pytest.raises(CorruptModelError,
+                       match=r"model/config.json is not valid JSON: truncated.*Fix: delete the folder"):
         LSTMCaptioner.load(saved_lstm)  # before: json.JSONDecodeError naming no file
 
 
 def test_truncated_weights_are_named(saved_lstm):
     data = (saved_lstm / "model.pt").read_bytes()
     (saved_lstm / "model.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptModelError, match=r"model/model.pt does not match its checksum.*bytes now.*rerun the notebook"):
+    with pytest.raises(CorruptModelError,
+                       match=r"model/model.pt does not match its checksum.*bytes now.*rerun the notebook"):
         LSTMCaptioner.load(saved_lstm)
 
 
@@ -499,6 +502,7 @@ def test_reuse_of_a_saved_medblip_variant_trained_with_another_lr_is_refused(tmp
     write_checksums(tmp_path / "full")  # a finished save (the one rule reuses complete folders only)
     monkeypatch.setattr("medcap_utils.models.blip.load_blip", lambda p: (torch.nn.Linear(1, 1), "proc"))
     assert ab.load_or_train_variant("full", tmp_path / "data", tmp_path, recipe)[2] == info
-    with pytest.raises(ValueError, match=r"(?s)full holds a variant trained with other settings.*train.lr: 0.001 -> 0.01"):
+    with pytest.raises(ValueError,
+                       match=r"(?s)full holds a variant trained with other settings.*train.lr: 0.001 -> 0.01"):
         ab.load_or_train_variant("full", tmp_path / "data", tmp_path, ab.ablation_recipe("demo", width=32, epochs=1,
                                                                                           lr=1e-2))

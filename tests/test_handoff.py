@@ -18,7 +18,8 @@ def test_reads_follow_writes(profile):
     written: set[str] = set()
     for notebook in sorted(h.notebooks):
         for role, name in h.notebooks[notebook].get("reads", {}).items():
-            assert name.split("/")[0] in written, f"{profile}: {notebook} reads {role}={name} before any notebook writes it"
+            assert name.split("/")[0] in written, (f"{profile}: {notebook} reads {role}={name} "
+                                                   "before any notebook writes it")
         written |= set(h.writes(notebook))
     assert set(h.models) == written, "a model folder nobody writes, or one written but not named"
 

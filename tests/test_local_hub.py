@@ -198,8 +198,9 @@ LOAD_SCRIPT = textwrap.dedent("""
         R[name] = [type(m).__name__, int((b["input_ids"] == m.config.image_token_id).sum(1)[0]),
                    float(m(**b).loss), type(q).__name__ if q else None, len(q) if q else None]
     m, ip, tok = load_vit_gpt2()
-    R["vit_gpt2"] = [type(m).__name__, list(m.generate(pixel_values=ip(images=imgs, return_tensors="pt")["pixel_values"],
-                                                       max_new_tokens=3).shape)]
+    R["vit_gpt2"] = [type(m).__name__,
+                     list(m.generate(pixel_values=ip(images=imgs, return_tensors="pt")["pixel_values"],
+                                     max_new_tokens=3).shape)]
     bb = load_resnet_backbone("microsoft/resnet-101")
     det = MedCSRA(bb, num_classes=5)
     R["resnet101"] = [type(bb).__name__, bb.config.architectures, det.channels,

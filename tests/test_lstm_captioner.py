@@ -301,7 +301,8 @@ def test_finding_word_steps_point_at_the_finding_and_location_words(demo_root):
     vocab = text.build_vocab(test["caption"])
     torch.manual_seed(0)
     model = LSTMCaptioner(LSTMCaptionerConfig(vocab_size=len(vocab), num_labels=1, embed_dim=8, semantic_dim=8,
-                                              attention_dim=8, decoder_dim=8), ResNetModel(small_resnet_config(8, (1,))))
+                                              attention_dim=8, decoder_dim=8),
+                          ResNetModel(small_resnet_config(8, (1,))))
     images = np.zeros((len(test), 32, 32, 3), dtype=np.uint8)
     boxes = xai.finding_boxes(demo_root, "test")
     gt = dict(zip(test["id"], test["caption"]))

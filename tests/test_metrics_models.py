@@ -42,7 +42,8 @@ def tiny_clip(tmp_path_factory):
     cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=2, max_position_embeddings=77,
                                       bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos),
-                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2,
                                         image_size=32, patch_size=8), projection_dim=16)
     import torch
 
@@ -137,8 +138,10 @@ def test_clipscore_tiny_invariants(tiny_clip):
     # RefCLIP-S: harmonic mean of CLIP-S and the best clipped reference cosine
     with torch.no_grad():
         def t(xs):
-            enc = proc.tokenizer([PREFIX + x for x in xs], return_tensors="pt", padding=True, truncation=True, max_length=77)
-            return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], pixel_values=pixels[:1]).text_embeds
+            enc = proc.tokenizer([PREFIX + x for x in xs], return_tensors="pt", padding=True, truncation=True,
+                                 max_length=77)
+            return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                         pixel_values=pixels[:1]).text_embeds
 
         best = np.array([max(float((t(r) @ t([c]).T).max()), 0.0) for c, r in zip(cands, refs)])
     expected = np.where(out["clip_s"] + best > 0, 2 * out["clip_s"] * best / np.maximum(out["clip_s"] + best, 1e-12), 0)

@@ -229,9 +229,11 @@ def test_branch_init_from_bert(tmp_path):
     branch = P.QFormerBranch(qcfg, 4, 32, 16)
     missing = P.init_branch_from_bert(branch, tmp_path / "bert")
     layer = branch.qformer.encoder.layer[1]
-    torch.testing.assert_close(layer.attention.attention.query.weight, bert.encoder.layer[1].attention.self.query.weight)
+    torch.testing.assert_close(layer.attention.attention.query.weight,
+                               bert.encoder.layer[1].attention.self.query.weight)
     torch.testing.assert_close(layer.intermediate_query.dense.weight, bert.encoder.layer[1].intermediate.dense.weight)
-    torch.testing.assert_close(branch.text_embeddings.word_embeddings.weight[:50], bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(branch.text_embeddings.word_embeddings.weight[:50],
+                               bert.embeddings.word_embeddings.weight)
     assert missing and all(".crossattention." in k for k in missing)  # only cross-attention stays random
 
 
@@ -239,16 +241,19 @@ def test_clip_branch_from_a_blip2_checkpoint(tmp_path):
     """The authors' "G" CLIP Q-Former: BLIP-2's vision tower, Q-Former, queries and projection."""
     from transformers import Blip2Config, Blip2ForConditionalGeneration, OPTConfig
 
-    cfg = Blip2Config(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+    cfg = Blip2Config(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2,
                                          image_size=32, patch_size=8, initializer_range=0.02),
-                      qformer_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                      qformer_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=64,
                                           encoder_hidden_size=32, cross_attention_frequency=1),
                       text_config=OPTConfig(hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
                                             vocab_size=100, word_embed_proj_dim=32).to_dict(), num_query_tokens=4)
     blip2 = Blip2ForConditionalGeneration(cfg)
     blip2.save_pretrained(tmp_path / "blip2")
     tower = P.load_clip_vision(tmp_path / "blip2")
-    torch.testing.assert_close(tower.embeddings.patch_embedding.weight, blip2.vision_model.embeddings.patch_embedding.weight)
+    torch.testing.assert_close(tower.embeddings.patch_embedding.weight,
+                               blip2.vision_model.embeddings.patch_embedding.weight)
     parts = P.load_blip2_parts(tmp_path / "blip2")
     qcfg = M.Blip2QFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                                 encoder_hidden_size=32, use_qformer_text_input=True, cross_attention_frequency=1)

@@ -20,7 +20,8 @@ def test_there_are_numbered_notebooks():
 def test_notebook_is_committed_clean(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs before committing"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
+        "strip outputs before committing"
     first = "".join(nb["cells"][0]["source"])
     assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("# "), "H1 title first"
     assert colab.badge(path.name) in first, "the title cell carries the Colab badge (`make badges`)"

@@ -180,7 +180,8 @@ def test_concept_scores_match_the_organisers_per_image(sample_dir, year, allowed
     manual = {i: [c for c in cs if c in SECONDARY_2025] + (["C0920367"] if k % 9 == 0 else [])
               for k, (i, cs) in enumerate(gt.items())}
     res = concept_scores(gt, pred, manual, year=year)
-    for name, theirs in (("f1_primary", ref_concept_f1(gt, pred)), ("f1_secondary", ref_concept_f1(manual, pred, allowed))):
+    for name, theirs in (("f1_primary", ref_concept_f1(gt, pred)),
+                         ("f1_secondary", ref_concept_f1(manual, pred, allowed))):
         ours = res["per_image"][name]
         assert ours.keys() == theirs.keys(), name
         np.testing.assert_allclose([ours[i] for i in theirs], list(theirs.values()), atol=1e-12, err_msg=name)
@@ -267,7 +268,8 @@ RUN_FILES = [
     ("caption: empty caption", "captions", f"ID,Caption\n{A},\n{B},b\n{C},c\n", False),
     ("caption: quoted line break", "captions", f"ID,Caption\n{A},\"two\nlines\"\n{B},b\n{C},c\n", False),
     ("caption: spaces around caption", "captions", f"ID,Caption\n{A},  a  \n{B},b\n{C},c\n", False),
-    ("caption: not UTF-8", "captions", b"ID,Caption\n" + f"{A},a\n{B},".encode() + b"caf\xe9\n" + f"{C},c\n".encode(), False),
+    ("caption: not UTF-8", "captions",
+     b"ID,Caption\n" + f"{A},a\n{B},".encode() + b"caf\xe9\n" + f"{C},c\n".encode(), False),
     ("caption: empty file", "captions", "", False),
     ("caption: header only", "captions", "ID,Caption\n", False),
     ("concept: header ID,CUIs", "concepts", f"ID,CUIs\n{CON}", False),
@@ -280,8 +282,10 @@ RUN_FILES = [
     ("concept: CRLF line ends", "concepts", f"ID,CUIs\r\n{A},C1\r\n{B},\r\n{C},\r\n", False),
     ("concept: same CUI twice", "concepts", f"{A},C0040405;C0040405\n{B},\n{C},\n", False),
     ("concept: same CUI twice, other case", "concepts", f"{A},C0040405;c0040405\n{B},C1\n{C},\n", False),
-    ("concept: 100 concepts", "concepts", f"{A}," + ";".join(f"C{i:07d}" for i in range(100)) + f"\n{B},\n{C},\n", False),
-    ("concept: 101 concepts", "concepts", f"{A}," + ";".join(f"C{i:07d}" for i in range(101)) + f"\n{B},\n{C},\n", False),
+    ("concept: 100 concepts", "concepts",
+     f"{A}," + ";".join(f"C{i:07d}" for i in range(100)) + f"\n{B},\n{C},\n", False),
+    ("concept: 101 concepts", "concepts",
+     f"{A}," + ";".join(f"C{i:07d}" for i in range(101)) + f"\n{B},\n{C},\n", False),
     ("concept: empty entry inside", "concepts", f"{A},C1;;C2\n{B},\n{C},\n", True),
     ("concept: trailing semicolon", "concepts", f"{A},C0040405;\n{B},\n{C},\n", True),
     ("concept: ID with leading space", "concepts", f" {A},C1\n{B},\n{C},\n", False),

@@ -56,7 +56,8 @@ def test_wrap_keeps_every_word_and_breaks_lines():
     assert wrapped.split() == LONG.split()  # nothing cut, nothing shortened
     assert all(len(line) <= 30 for line in wrapped.splitlines())
     assert "…" not in wrapped and "..." not in wrapped
-    assert plotting.wrap("supercalifragilisticexpialidocious x", 10).splitlines()[0] == "supercalifragilisticexpialidocious"
+    assert (plotting.wrap("supercalifragilisticexpialidocious x", 10).splitlines()[0]
+            == "supercalifragilisticexpialidocious")
 
 
 def test_wrapped_title_shows_the_full_text_on_several_lines():
@@ -146,7 +147,8 @@ def _cross_attention(caption: str) -> CrossAttention:
 
 
 def test_cross_attention_gallery_has_colour_bar_box_and_full_captions():
-    results = [_cross_attention("axial abdominal computed tomography with a mass lesion in the liver measuring 41 mm")] * 3
+    results = [_cross_attention("axial abdominal computed tomography with a mass lesion in the liver "
+                                "measuring 41 mm")] * 3
     labels = [f"correct (CT) | reference: {LONG}"] * 3
     fig = plot_gallery(results, labels, max_tokens=8, boxes=[(0.1, 0.2, 0.4, 0.5), None, (np.nan,) * 4])
     assert plotting.pixel_size(fig)[0] <= plotting.MAX_WIDTH_PX
@@ -192,7 +194,8 @@ def many_runs(tmp_path):
     names = (["blip_demo_test", "blip_demo_test_uit_oggy"] + [f"medblip_{v}" for v in
              ("blip_full", "blip_decoder_only", "blip_encoder_only", "blip_zero_shot", "vit_gpt2", "blip2",
               "instructblip", "most_frequent_caption", "blip_notebook02")]
-             + [f"decoding_blip_{s}_{d}" for s in ("base", "large") for d in ("greedy", "beam3", "beam4", "beam5", "beam10")]
+             + [f"decoding_blip_{s}_{d}" for s in ("base", "large")
+                for d in ("greedy", "beam3", "beam4", "beam5", "beam10")]
              + ["06_msmedcap_blip2", "06_msmedcap_sam_blip2", "06_msmedcap_dual", "xai-lstm-demo",
                 "baseline-most-frequent-caption"] + [f"extra_run_{i}" for i in range(3)])
     runs = tmp_path / "runs"
@@ -252,7 +255,8 @@ DISPLAY_MODULES = ["plotting.py", "explain.py", "cross_attention.py", "stats.py"
 # a caption (or title) cut to a fixed width: shorten(), an ellipsis, "[:38] + '...'", caption[:40], an f-string
 # field "{x[i][:90]}", pandas' column width set to a number (list slices such as captions[:6] are fine)
 CUT = [re.compile(p) for p in (r"textwrap\.shorten", r"…", r"\[:\d+\]\s*\+\s*\(?[\"']\.\.\.",
-                               r"\b(cap|caption|text|title|label)\[:\d+\]", r"\{[^{}]*\[:\d+\]\}", r"max_colwidth\"?,\s*\d+")]
+                               r"\b(cap|caption|text|title|label)\[:\d+\]", r"\{[^{}]*\[:\d+\]\}",
+                               r"max_colwidth\"?,\s*\d+")]
 
 
 @pytest.mark.parametrize("name", DISPLAY_MODULES)

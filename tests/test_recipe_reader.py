@@ -48,7 +48,8 @@ BASE = ("blip_base", "rocov2")
 #: id -> (recipe file or YAML text, (replace, by) or None, kind, arg, variant, message the error must match)
 BAD_RECIPES = {
     "float_as_quoted_string": ("2q2t-2024.yaml", ("lr: 1.0e-5", 'lr: "1e-5"'), "blip", BASE, None,
-                               r"2q2t-2024\.yaml: blip_base\.train\.lr: expected float, found '1e-5' \(str\).*unquoted"),
+                               r"2q2t-2024\.yaml: blip_base\.train\.lr: expected float, found '1e-5' "
+                               r"\(str\).*unquoted"),
     "int_given_float": ("2q2t-2024.yaml", ("epochs: 15", "epochs: 1.5"), "blip", BASE, None,
                         r"blip_base\.train\.epochs: expected int, found 1\.5 \(float\)"),
     "bool_given_string": ("2q2t-2024.yaml", ("freeze_vision: false", 'freeze_vision: "yes"'), "blip", BASE, None,

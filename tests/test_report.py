@@ -37,7 +37,8 @@ def reports(tmp_path) -> Path:
     _runs(r, "blip_demo_test", 30)
     _runs(r, "blip_demo_test_uit_oggy", 1)
     _write(r, "03_medblip_comparison", [{"model": m, "rouge1": v} for m, v in
-                                        [("blip_full", 0.255), ("blip_decoder_only", 0.276), ("blip_encoder_only", 0.018),
+                                        [("blip_full", 0.255), ("blip_decoder_only", 0.276),
+                                         ("blip_encoder_only", 0.018),
                                          ("blip_zero_shot", 0.019)]])
     for m, d in [("blip_full", 25), ("blip_decoder_only", 25), ("blip_encoder_only", 20), ("blip_zero_shot", 3)]:
         _runs(r, f"medblip_{m}", d)
@@ -48,8 +49,10 @@ def reports(tmp_path) -> Path:
                                    for d, v in [("greedy", 0.231), ("beam3", 0.245)]])
     for d in ("greedy", "beam3"):
         _runs(r, f"decoding_blip_base_{d}", 12)
-    _write(r, "05_medcsra_scores", [{"split": "test", "system": "MedCSRA (medcsra)", "f1_primary": 0.7633, "f1_secondary": 0.8354},
-                                    {"split": "test", "system": "top-4 frequency", "f1_primary": 0.3004, "f1_secondary": 0.3321}])
+    _write(r, "05_medcsra_scores", [{"split": "test", "system": "MedCSRA (medcsra)", "f1_primary": 0.7633,
+                                     "f1_secondary": 0.8354},
+                                    {"split": "test", "system": "top-4 frequency", "f1_primary": 0.3004,
+                                     "f1_secondary": 0.3321}])
     _write(r, "06_variants", [{"model": m, "Bleu_1": b, "CIDEr": c} for m, b, c in
                               [("BLIP2-like (CLIP only)", 0.181, 0.155), ("SAM-BLIP2 (SAM only)", 0.268, 0.237),
                                ("MSMedCap (CLIP + SAM)", 0.216, 0.156)]])

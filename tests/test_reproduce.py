@@ -86,7 +86,8 @@ def test_every_profile_section_names_declared_parameters():
             assert {"profile", "data_dir"} <= set(reproduce.declared_parameters(notebook)), notebook.name
 
 
-PROFILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if p.stem != "handoff")
+PROFILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+                  if p.stem != "handoff")
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -184,7 +184,8 @@ def test_arrow_colour_is_in_the_pixels_near_the_finding(small):
                 crop = arr[int(max(y0 - m, 0) * S):int(min(y1 + m, 1) * S) + 1,
                            int(max(x0 - m, 0) * S):int(min(x1 + m, 1) * S) + 1]
                 assert _colour_pixels(crop, colour) >= 15, (t["ID"], colour)
-                others = [c for c in ("red", "blue", "green") if c != colour and not (colour == "yellow" and c == "red")]
+                others = [c for c in ("red", "blue", "green")
+                          if c != colour and not (colour == "yellow" and c == "red")]
                 if t["modality"] not in ("PET",):
                     assert all(_colour_pixels(arr, c) < 5 for c in others), t["ID"]
                 checked += 1

@@ -49,7 +49,8 @@ def write_attention_maps(run_dir, image_ids: Sequence[str], tokens: Sequence[Seq
         att = np.asarray(att, dtype=np.float32)
         words = [str(w) for w in words]
         if att.ndim != 3 or att.shape[0] < len(words):
-            raise ValueError(f"{image_id}: maps of shape {att.shape} for {len(words)} tokens; expected (steps>=tokens, h, w)")
+            raise ValueError(f"{image_id}: maps of shape {att.shape} for {len(words)} tokens; "
+                             f"expected (steps>=tokens, h, w)")
         name = _file_name(image_id)
         np.save(folder / name, att[: len(words)].astype(np.float16))
         index["images"][str(image_id)] = {"tokens": words, "file": name}

@@ -275,7 +275,8 @@ class _GraphedDecoder:
 
 
 def _graph_key(model, pixel_values, beams, max_length, gen, ngram, eos, pad):
-    params = (model.text_decoder.cls.predictions.decoder.weight, model.text_decoder.bert.embeddings.word_embeddings.weight)
+    params = (model.text_decoder.cls.predictions.decoder.weight,
+              model.text_decoder.bert.embeddings.word_embeddings.weight)
     return (pixel_values.shape[0], pixel_values.dtype, pixel_values.device, beams, max_length, gen.length_penalty,
             str(gen.early_stopping), ngram, eos, pad, tuple((p.data_ptr(), p.dtype) for p in params))
 
@@ -290,7 +291,8 @@ def fast_generate(model, pixel_values: torch.Tensor, interpolate_pos_encoding: b
     on the model and replays each step as a CUDA graph from the second call of a batch shape on (the
     weights are read at replay time, so training in between is seen; moving or casting the model makes new
     graphs). ``check_every``: steps between reads of the stop flag when not replaying graphs (tests use it
-    to show that steps past HF's stopping point change nothing). ``static`` runs the fixed-shape step (whole key buffer, masked); ``compile`` also wraps it in
+    to show that steps past HF's stopping point change nothing). ``static`` runs the fixed-shape step (whole key buffer,
+    masked); ``compile`` also wraps it in
     ``torch.compile(mode=compile_mode)``. Raises :class:`UnsupportedGeneration` for options it does not implement.
     """
     gen = resolve_generation_config(model, **generate_kwargs)

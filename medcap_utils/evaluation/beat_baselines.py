@@ -20,7 +20,8 @@ from medcap_utils.papers import run_group
 RETRIEVAL_BASELINES = {"baseline-nn-pixels": "the nearest training image's caption (pixels)",
                        "baseline-consensus-caption": "the consensus caption"}
 METRICS = {"CIDEr": "CIDEr", "Bleu_4": "BLEU-4"}
-COLUMNS = ["notebook", "run", "baseline", "metric", "run score", "baseline score", "diff", "low", "high", "clear margin"]
+COLUMNS = ["notebook", "run", "baseline", "metric", "run score", "baseline score", "diff", "low", "high",
+           "clear margin"]
 
 
 def _coco(per_image: dict, run: str):

@@ -76,8 +76,9 @@ def _coco_part(ids, gt, pred, metrics, n_boot, seed, counts):
             for m in res.scores:
                 if m.startswith("Bleu") and res.bleu_stats is not None:
                     n = int(m[-1]) - 1
-                    out["ci"][m] = bt.bootstrap_ci_stat(lambda w, n=n: coco.corpus_bleu_from_stats(res.bleu_stats, w)[:, n],
-                                                        len(ids), res.scores[m], n_boot, seed, counts=counts)
+                    out["ci"][m] = bt.bootstrap_ci_stat(
+                        lambda w, n=n: coco.corpus_bleu_from_stats(res.bleu_stats, w)[:, n],
+                        len(ids), res.scores[m], n_boot, seed, counts=counts)
                     out["ci"][m]["method"] = "corpus BLEU recomputed per resample"
     if "rouge1" in wanted:
         out["per_image"]["rouge1"] = rouge1_f([preprocess(gt[i]) for i in ids], [preprocess(pred[i]) for i in ids])
@@ -168,7 +169,8 @@ def evaluate_concepts(gt: dict, pred: dict, gt_manual: dict | None = None, boots
               "per_concept": per_concept_table(gt, pred),
               "provenance": provenance(protocol=f"{protocol} concept detection", counts=res["counts"],
                                        bootstrap=bootstrap, seed=seed,
-                                       notes={"f1": "per-image binary F1 over union of CUIs, upper-cased; empty ground truth skipped",
+                                       notes={"f1": "per-image binary F1 over union of CUIs, upper-cased; "
+                                                    "empty ground truth skipped",
                                               "secondary": f"concepts_manual restricted to the {res['secondary_cuis']} "
                                                            f"allowed CUIs of {year}"})}
     if out_dir is not None:
@@ -208,8 +210,10 @@ def write_outputs(result: dict, out_dir, texts: bool = True) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = result["per_image"]
     if texts:
-        atomic_write_text(out_dir / "refs.txt", "\n".join(" ".join(str(t).splitlines()) for t in table.reference) + "\n")
-        atomic_write_text(out_dir / "hyps.txt", "\n".join(" ".join(str(t).splitlines()) for t in table.hypothesis) + "\n")
+        atomic_write_text(out_dir / "refs.txt",
+                          "\n".join(" ".join(str(t).splitlines()) for t in table.reference) + "\n")
+        atomic_write_text(out_dir / "hyps.txt",
+                          "\n".join(" ".join(str(t).splitlines()) for t in table.hypothesis) + "\n")
     atomic_write_text(out_dir / "per_image.csv", table.to_csv(index=False))
     if "per_concept" in result:
         atomic_write_text(out_dir / "per_concept.csv", result["per_concept"].to_csv(index=False))
@@ -218,7 +222,8 @@ def write_outputs(result: dict, out_dir, texts: bool = True) -> Path:
 
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.evaluation.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.evaluation.evaluate",
+                                description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="task", required=True)
     cap = sub.add_parser("captions", help="score a caption run file")
     cap.add_argument("--gt", required=True, help="ground truth ID,Caption CSV")

@@ -33,7 +33,8 @@ def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root
                        pixel_size: int = 16, cache_size: int = 64) -> list[Path]:
     """Baseline runs on ``split``, statistics from the train split only: the most frequent and the consensus
     caption, top-k concepts and, with ``retrieval``, the caption of the nearest training image by pixels
-    (:func:`medcap_utils.evaluation.baselines.pixel_features` at ``pixel_size`` px from the ``cache_size`` px image cache)."""
+    (:func:`medcap_utils.evaluation.baselines.pixel_features` at ``pixel_size`` px from the ``cache_size`` px image
+    cache)."""
     root = resolve(data_dir)
     train, target = split_files(root, "train"), split_files(root, split)
     ids = list(read_captions(target["captions"]).ID)
@@ -47,7 +48,8 @@ def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root
                           {**meta, "k": k, "concepts": concepts}, runs_root)]
     if retrieval:
         consensus = consensus_caption(train_df.Caption)
-        dirs.append(write_run_dir("baseline-consensus-caption", "captions", split, data_dir, {i: consensus for i in ids},
+        dirs.append(write_run_dir("baseline-consensus-caption", "captions", split, data_dir,
+                                  {i: consensus for i in ids},
                                   {**meta, "caption": consensus, "similarity": "mean token F1 against <= 500 "
                                    "training captions (seed 0)"}, runs_root))
         train_ids, train_x = pixel_features(data_dir, "train", pixel_size, cache_size)

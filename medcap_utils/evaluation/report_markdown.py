@@ -1,4 +1,5 @@
-"""``reports/REPORT.md``: the summary per paper, then each notebook's figures and tables, then provenance (notebook 09)."""
+"""``reports/REPORT.md``: the summary per paper, then each notebook's figures and tables, then provenance
+(notebook 09)."""
 from __future__ import annotations
 
 import json
@@ -78,7 +79,8 @@ def build_markdown_report(reports: Path, max_rows: int = 5, max_cols: int = 10, 
             lines += ["</details>", ""]
     if manifest:
         lines += ["## Run provenance", "",
-                  f"Python {manifest.get('python')} on {manifest.get('platform')} ({manifest.get('cpu_count')} CPUs).", ""]
+                  f"Python {manifest.get('python')} on {manifest.get('platform')} "
+                  f"({manifest.get('cpu_count')} CPUs).", ""]
         timing = pd.DataFrame(manifest.get("notebooks", []))
         if not timing.empty:
             lines += [markdown_table(timing[[c for c in ("notebook", "status", "wall_s") if c in timing]]), ""]

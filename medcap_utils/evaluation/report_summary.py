@@ -87,9 +87,11 @@ def _against_floor(run: _Run, table: str, column: str, ours: str, floor: str, me
 def _blip_2q2t(run: _Run) -> tuple[str, str]:
     measured, verdict = [], []
     tuned, floor, counts, learns = _against_floor(run, "02_blip_test", "model", "2Q2T base (fine-tuned)",
-                                                  "most frequent caption", "BLEU-4", ("blip_demo_test", "blip-2q2t-base-test"))
+                                                  "most frequent caption", "BLEU-4",
+                                                  ("blip_demo_test", "blip-2q2t-base-test"))
     if tuned is not None:
-        measured.append(f"notebook 02, BLIP trained with the 2Q2T recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])} (the most "
+        measured.append(f"notebook 02, BLIP trained with the 2Q2T recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])} "
+                        "(the most "
                         f"frequent training caption: {_fmt(floor)}), {_count(counts)}"
                         + _shuffled(run, ("blip_demo_test", "blip-2q2t-base-test")))
         verdict.append("the fine-tuning learns captions that depend on the image" if learns else
@@ -106,15 +108,18 @@ def _blip_2q2t(run: _Run) -> tuple[str, str]:
             runs_of = [run.captions(f"decoding_{model}_{d}") for d in part["decoding"]]
             collapsed = [c for c in runs_of if collapsed_run(c)]
             parts.append(f"{model} greedy {_fmt(greedy['rouge1'].iloc[0])} -> best beam {_fmt(best['rouge1'])} "
-                         f"({best['decoding']})" + (f", {len(collapsed)} of {len(runs_of)} settings are collapsed" if collapsed else ""))
+                         f"({best['decoding']})"
+                         + (f", {len(collapsed)} of {len(runs_of)} settings are collapsed" if collapsed else ""))
             shows.append((model, best["rouge1"] > greedy["rouge1"].iloc[0], bool(collapsed)))
         if parts:
             n = int(grid["n_images"].iloc[0]) if "n_images" in grid else None
             measured.append(f"notebook 04 ({n} validation images), ImageCLEF ROUGE-1: " + "; ".join(parts))
             for model, better, collapsed in shows:
                 verdict.append(f"{model} cannot show the decoding effect (collapsed under some settings)"
-                               if collapsed else f"for {model} the best beam {'beats' if better else 'does not beat'} greedy")
-            verdict.append("the demo's 'large' is notebook 02's longer-trained model, not BLIP-large, so base vs large is "
+                               if collapsed else
+                               f"for {model} the best beam {'beats' if better else 'does not beat'} greedy")
+            verdict.append("the demo's 'large' is notebook 02's longer-trained model, not BLIP-large, "
+                           "so base vs large is "
                            "not the paper's comparison")
     return "; ".join(measured), "; ".join(verdict)
 
@@ -127,7 +132,8 @@ def _medblip(run: _Run) -> tuple[str, str]:
              "blip_zero_shot": "zero-shot stand-in"}
     rows = {k: run.row("03_medblip_comparison", "model", k) for k in names}
     counts = {k: run.captions(f"medblip_{k}") for k in names}
-    scores = [f"{label} {_fmt(rows[k]['rouge1'])} ({_count(counts[k])})" for k, label in names.items() if rows[k] is not None]
+    scores = [f"{label} {_fmt(rows[k]['rouge1'])} ({_count(counts[k])})" for k, label in names.items()
+              if rows[k] is not None]
     measured = "notebook 03, test ImageCLEF ROUGE-1: " + "; ".join(scores)
     times = run.row("03_medblip_training_time", "variant", "decoder_only")
     if times is not None and "time_vs_full" in times:
@@ -140,7 +146,8 @@ def _medblip(run: _Run) -> tuple[str, str]:
                    "and their ranking is not a result")
     elif compared:
         best = max(compared, key=lambda k: rows[k]["rouge1"])
-        verdict = f"{names[best]} scores best" + (" (as the paper says)" if best == "blip_full" else " (the paper: full)")
+        verdict = f"{names[best]} scores best" + (" (as the paper says)" if best == "blip_full"
+                                                  else " (the paper: full)")
     else:
         verdict = "no variant was scored"
     if times is not None and "time_vs_full" in times:
@@ -162,13 +169,16 @@ def _uit_oggy(run: _Run) -> tuple[str, str]:
             measured.append(f"notebook 05, test concept F1: MedCSRA primary {_fmt(o['f1_primary'])}, secondary "
                             f"{_fmt(o.get('f1_secondary'))}; {f['system']} baseline primary {_fmt(f['f1_primary'])}")
             verdict.append("MedCSRA detects the demo's concepts far better than the frequency baseline"
-                           if o["f1_primary"] > f["f1_primary"] else "MedCSRA does not beat the frequency baseline here")
+                           if o["f1_primary"] > f["f1_primary"]
+                           else "MedCSRA does not beat the frequency baseline here")
     tuned = run.row("02_blip_test", "model", "UIT-Oggy large (fine-tuned)")
     counts = run.captions("blip_demo_test_uit_oggy") or run.captions("blip-uit-oggy-large-test")
     if tuned is not None:
-        measured.append(f"notebook 02, BLIP with the UIT-Oggy recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])}, {_count(counts)}"
+        measured.append(f"notebook 02, BLIP with the UIT-Oggy recipe: test BLEU-4 {_fmt(tuned['BLEU-4'])}, "
+                        f"{_count(counts)}"
                         + _shuffled(run, ("blip_demo_test_uit_oggy", "blip-uit-oggy-large-test")))
-        verdict.append("its 2-epoch captioner is collapsed, so its caption scores say little" if collapsed_run(counts) else
+        verdict.append("its 2-epoch captioner is collapsed, so its caption scores say little"
+                       if collapsed_run(counts) else
                        f"its captioner is not collapsed ({_count(counts)}); the shuffle check above says how much "
                        "of its score depends on the image")
     return "; ".join(measured), "; ".join(verdict)
@@ -187,7 +197,8 @@ def _msmedcap(run: _Run) -> tuple[str, str]:
     collapsed = [k for k in present if collapsed_run(counts[k])]
     if collapsed:
         verdict = (f"cannot show whether two encoders beat one: {', '.join(collapsed)} write one caption for "
-                   f"{COLLAPSED_SHARE:.0%} of the images or more (collapsed), so differences between the variants are not a result")
+                   f"{COLLAPSED_SHARE:.0%} of the images or more (collapsed), so differences between the variants "
+                   "are not a result")
     else:
         best = max(present, key=lambda k: rows[k]["Bleu_1"])
         verdict = f"{best} scores the best BLEU-1" + (" (as the paper says)" if best.startswith("MSMedCap") else
@@ -203,7 +214,8 @@ def _xai_lstm(run: _Run) -> tuple[str, str]:
         measured.append(f"notebook 07, test: paper-protocol BLEU {_fmt(ours['paper BLEU'])}, COCO BLEU-4 "
                         f"{_fmt(ours['Bleu_4'])} (most frequent caption: {_fmt(floor)}), {_count(counts)}"
                         + _shuffled(run, ("xai-lstm-demo", "xai-lstm-rocov2")))
-        verdict.append("the captioner learns image-dependent captions" if learns else "the captioner barely uses the image")
+        verdict.append("the captioner learns image-dependent captions" if learns
+                       else "the captioner barely uses the image")
     grounding = run.table("07_attention_on_finding")
     if grounding is not None and "mass / area" in grounding:
         word = grounding[grounding["steps"] == "finding word"].set_index("model")
@@ -229,13 +241,15 @@ def summary_markdown(reports, profile: str | None = None) -> list[str]:
     """The ``## Summary per paper`` section as markdown lines."""
     lines = ["## Summary per paper", ""]
     if profile == "demo" or profile is None:
-        lines += ["The demo profile trains small models from scratch on synthetic images for minutes on a CPU: its numbers "
+        lines += ["The demo profile trains small models from scratch on synthetic images for minutes on a CPU: "
+                  "its numbers "
                   "show whether each pipeline learns, not what the papers' models reach on ROCOv2. A collapsed model "
                   "(one caption for half the images or more) does not use the image, and comparisons with such models "
                   "are not results; the verdicts below say where that happens.", ""]
     for item in paper_summaries(reports):
         paper: Paper = item["paper"]
-        lines += [f"### {paper.short}: notebook{'s' if len(paper.notebooks) > 1 else ''} {', '.join(paper.notebooks)}", "",
+        lines += [f"### {paper.short}: notebook{'s' if len(paper.notebooks) > 1 else ''} "
+                  f"{', '.join(paper.notebooks)}", "",
                   f"- **Paper**: {citation(paper)}",
                   f"- **Claim**: {paper.claim}",
                   f"- **This run measured**: {item['measured'] or 'nothing: its notebooks wrote no tables here'}.",

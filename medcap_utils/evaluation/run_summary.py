@@ -27,7 +27,8 @@ from medcap_utils.papers import run_group
 # (protocol, metric) -> column title; ROUGE-1 is the ImageCLEF one (preprocessed text)
 CAPTION_HEADLINE = {("coco", "Bleu_4"): "BLEU-4", ("coco", "ROUGE_L"): "ROUGE-L", ("coco", "CIDEr"): "CIDEr",
                     ("imageclef2024", "rouge1"): "ROUGE-1 (ImageCLEF)"}
-CONCEPT_HEADLINE = {("imageclef_concepts", "f1_primary"): "F1 primary", ("imageclef_concepts", "f1_secondary"): "F1 secondary"}
+CONCEPT_HEADLINE = {("imageclef_concepts", "f1_primary"): "F1 primary",
+                    ("imageclef_concepts", "f1_secondary"): "F1 secondary"}
 RANK_BY = "ROUGE-1 (ImageCLEF)"  # the metric the papers and notebook 04 pick the best decoding by
 __all__ = ["COLLAPSED_NOTE", "COLLAPSED_SHARE", "distinct_captions", "caption_summary", "concept_summary"]
 
@@ -47,7 +48,8 @@ def distinct_captions(runs_root) -> pd.DataFrame:
             continue
         counts = caption_counts(captions)
         rows.append({"run": run_json.parent.name, **{k: counts[k] for k in
-                                                     ("images", "distinct captions", "most common share", "collapsed")}})
+                                                     ("images", "distinct captions", "most common share",
+                                                      "collapsed")}})
     return pd.DataFrame(rows, columns=["run", "images", "distinct captions", "most common share", "collapsed"])
 
 
@@ -74,13 +76,15 @@ def _label(run: str, table: pd.DataFrame) -> str:
 
 def caption_summary(table: pd.DataFrame, distinct: pd.DataFrame, csv_path=None) -> pd.DataFrame:
     """The best caption run of each notebook by :data:`RANK_BY` among its runs that are not collapsed
-    (a notebook whose runs are all collapsed gets a row saying so, without scores); columns: notebook, run, runs in the group (how many collapsed),
+    (a notebook whose runs are all collapsed gets a row saying so, without scores); columns: notebook, run, runs in
+    the group (how many collapsed),
     distinct captions of the shown run, the headline metrics. ``attrs['note']`` says what to read
     into it, with ``csv_path``; ``attrs['runs']`` lists the runs shown."""
     values = wide(table, CAPTION_HEADLINE)
     if values.empty:
         return pd.DataFrame()
-    info = distinct.set_index("run") if len(distinct) else pd.DataFrame(columns=["images", "distinct captions", "collapsed"])
+    info = (distinct.set_index("run") if len(distinct)
+            else pd.DataFrame(columns=["images", "distinct captions", "collapsed"]))
     rows, shown_runs = [], []
     for group in sorted({run_group(r) for r in values.index}, key=lambda g: g.order):
         runs = [r for r in values.index if run_group(r) == group]
@@ -122,7 +126,8 @@ def concept_summary(table: pd.DataFrame) -> pd.DataFrame:
 def plot_metric_heatmap(table: pd.DataFrame, distinct: pd.DataFrame | None = None, path=None):
     """Every caption run (rows, grouped by notebook) x the headline metrics (columns), each value
     printed in its cell; the colour is the value relative to the best run of that column, so
-    metrics on different scales share one colour bar. Collapsed runs are marked. Returns the figure (or None when nothing was scored)."""
+    metrics on different scales share one colour bar. Collapsed runs are marked. Returns the figure (or None when
+    nothing was scored)."""
     import matplotlib.pyplot as plt
 
     from medcap_utils.plotting import add_colorbar, fig_width
@@ -154,7 +159,8 @@ def plot_metric_heatmap(table: pd.DataFrame, distinct: pd.DataFrame | None = Non
         if groups[i] != groups[i - 1]:
             ax.axhline(i - 0.5, color="white", lw=2)
     add_colorbar(fig, image, ax, "value / best run's value in that column")
-    ax.set_title("caption runs x headline metrics (rows grouped by notebook; red: collapsed, one caption for half the images or more)",
+    ax.set_title("caption runs x headline metrics (rows grouped by notebook; red: collapsed, one caption for half "
+                 "the images or more)",
                  fontsize=9)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

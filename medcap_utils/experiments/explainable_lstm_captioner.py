@@ -60,7 +60,7 @@ class CaptionImageDataset(Dataset):
         self.cache = get_image_cache(root, split, image_size)
         self.rows = [self.cache.index[i] for i in self.frame["id"]]
         self.ids = [torch.tensor(vocab.encode(text.tokens(c), text.max_len)) for c in self.frame["caption"]]
-        index = {l: j for j, l in enumerate(labels)}
+        index = {label: j for j, label in enumerate(labels)}
         self.labels = torch.zeros(len(self.frame), len(labels))
         for i, (cap, cuis) in enumerate(zip(self.frame["caption"], self.frame["cuis"])):
             items = cuis if label_kind == "concepts" else text.tokens(cap)

@@ -2,7 +2,8 @@
 stage 1 and stage 2 through ``training.fit``, captioning a split, and the paper's Table 1 (our scores,
 from :func:`medcap_utils.evaluation.scores.score_dataset`, put on its scales by :func:`scaled_like_paper`).
 
-Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in ``medcap_utils.training.msmedcap_pretrain``.
+Model code is in ``medcap_utils.models.msmedcap``, the stage-1 objectives in
+``medcap_utils.training.msmedcap_pretrain``.
 """
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ def _set_options(dropdown, options, prefer=None) -> None:
     ipywidgets dropdown that had no options would select nothing)."""
     keep, options = dropdown.value, list(options)
     dropdown.options = options
-    dropdown.value = next((v for v in (keep, prefer) if v is not None and v in options), options[0] if options else None)
+    dropdown.value = next((v for v in (keep, prefer) if v is not None and v in options),
+                          options[0] if options else None)
 
 
 class Explorer(w.VBox):
@@ -44,7 +45,8 @@ class Explorer(w.VBox):
         self.split = w.Dropdown(options=splits, value=split or (splits[0] if splits else None), description="split",
                                 layout=w.Layout(width="150px"), style=wide)
         self.image = w.Dropdown(description="image", layout=w.Layout(width="310px"), style=wide)
-        self.slider = w.IntSlider(min=0, max=0, description="#", continuous_update=False, layout=w.Layout(width="250px"),
+        self.slider = w.IntSlider(min=0, max=0, description="#", continuous_update=False,
+                                  layout=w.Layout(width="250px"),
                                   style=wide)
         self.previous = w.Button(description="◀", tooltip="previous image", layout=w.Layout(width="40px"))
         self.next = w.Button(description="▶", tooltip="next image", layout=w.Layout(width="40px"))
@@ -67,7 +69,8 @@ class Explorer(w.VBox):
         note = w.HTML(f"<small>runs left out:<ul>{problems}</ul></small>" if problems else "")
         super().__init__([
             w.HTML(f"<b>Results explorer</b> · {len(data.info)} runs in <code>{escape(str(data.runs_dir))}</code>"),
-            w.HBox([self.split, self.image, self.slider, self.previous, self.next], layout=w.Layout(flex_flow="row wrap")),
+            w.HBox([self.split, self.image, self.slider, self.previous, self.next],
+                   layout=w.Layout(flex_flow="row wrap")),
             w.HBox([w.VBox([w.HBox([self.worst_run, self.worst_n]), self.worst_metric]), self.worst_list],
                    layout=w.Layout(flex_flow="row wrap")),
             w.HBox([w.VBox([self.picture, self.no_picture], layout=w.Layout(width=f"{image_width + 10}px")),
@@ -80,7 +83,8 @@ class Explorer(w.VBox):
         self.image.add_class("medcap-image")
         self.split.observe(lambda _: self._split_changed(), "value")
         self.image.observe(lambda change: self._show(change["new"]), "value")
-        self.slider.observe(lambda change: self._pick(self.image.options[change["new"]]) if self.image.options else None,
+        self.slider.observe(lambda change: self._pick(self.image.options[change["new"]])
+                            if self.image.options else None,
                             "value")
         self.previous.on_click(lambda _: self._step(-1))
         self.next.on_click(lambda _: self._step(1))
@@ -143,7 +147,8 @@ class Explorer(w.VBox):
         picture = self.data.image_bytes(self.view)
         self.picture.layout.display = None if picture else "none"
         self.picture.value = picture or b""
-        self.no_picture.value = "" if picture else f"<i>image not found ({escape(str(self.data.data_root(self.split.value)))})</i>"
+        self.no_picture.value = ("" if picture
+                                 else f"<i>image not found ({escape(str(self.data.data_root(self.split.value)))})</i>")
         self.reference.value = reference_html(self.view)
         self.concepts.value = concepts_html(self.view)
         metric = self.worst_metric.value
@@ -164,7 +169,8 @@ class Explorer(w.VBox):
         amap = self.view.attention.get(run) if self.view is not None and run else None
         if amap is None:
             saved = len(self.data.attention_images(run)) if run else 0
-            why = f"this run saved maps for {saved} other image{'s' if saved > 1 else ''}, not this one" if saved else NO_MAP
+            why = (f"this run saved maps for {saved} other image{'s' if saved > 1 else ''}, not this one"
+                   if saved else NO_MAP)
             with_maps = [r for r, m in (self.view.attention.items() if self.view else []) if m is not None]
             other = f" (maps of this image: {', '.join(with_maps)})" if with_maps else ""
             self.attention_note.value = f"<i>{escape(why + other)}</i>" if run else ""

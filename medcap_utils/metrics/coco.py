@@ -135,7 +135,7 @@ def _bleu(gts_tok: dict, res_tok: dict, ids: list):
     stats = {
         "testlen": np.array([c["testlen"] for c in scorer.ctest], dtype=np.float64),
         "reflen": np.array(
-            [min((abs(l - c["testlen"]), l) for l in c["reflen"])[1] for c in scorer.ctest], dtype=np.float64
+            [min((abs(ref - c["testlen"]), ref) for ref in c["reflen"])[1] for c in scorer.ctest], dtype=np.float64
         ),
         "guess": np.array([c["guess"] for c in scorer.ctest], dtype=np.float64),
         "correct": np.array([c["correct"] for c in scorer.ctest], dtype=np.float64),

@@ -108,7 +108,8 @@ def concept_scores(gt: dict, pred: dict, gt_manual: dict | None = None, year: in
         scores["f1_secondary"] = float(np.mean(list(secondary.values()))) if secondary else float("nan")
         per_image["f1_secondary"] = secondary
     scores.update(micro_macro_f1(gt, pred))
-    return {"scores": scores, "per_image": per_image, "year": year, "secondary_cuis": len(secondary_cuis(year)), "counts": {
+    return {"scores": scores, "per_image": per_image, "year": year, "secondary_cuis": len(secondary_cuis(year)),
+            "counts": {
         "images": len(gt), "images_scored": len(primary),
         "images_empty_gt": len(gt) - len(primary),
         "images_empty_prediction": sum(not _norm(pred.get(i, ())) for i in gt)}}

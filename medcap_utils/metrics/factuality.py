@@ -27,7 +27,8 @@ def alignscore(references: list[str], candidates: list[str], ckpt_path: str | No
     try:
         from alignscore import AlignScore  # type: ignore
     except ImportError as err:
-        raise MetricUnavailable(f"package alignscore not installed ({err}); needs roberta-large + AlignScore-base.ckpt") from err
+        raise MetricUnavailable(f"package alignscore not installed ({err}); "
+                                "needs roberta-large + AlignScore-base.ckpt") from err
     if not ckpt_path or not os.path.exists(ckpt_path):
         raise MetricUnavailable("AlignScore-base checkpoint not found: set ALIGNSCORE_CKPT")
     import torch
@@ -103,7 +104,8 @@ def umls_concept_f1(references: list[str], candidates: list[str], model_pack: st
         try:
             from medcat.cat import CAT  # type: ignore
         except ImportError as err:
-            raise MetricUnavailable(f"package medcat not installed ({err}); also needs a UMLS-licensed model pack") from err
+            raise MetricUnavailable(f"package medcat not installed ({err}); "
+                                    "also needs a UMLS-licensed model pack") from err
         if not model_pack or not os.path.exists(model_pack):
             raise MetricUnavailable("MedCAT UMLS model pack not found (needs a UMLS licence): set MEDCAT_MODEL_PACK")
         cat = CAT.load_model_pack(model_pack)

@@ -150,7 +150,8 @@ def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=No
     if "bertscore_f1" in wanted:
         run_bertscore("bertscore_f1", {"model_type": bertscore_model, "num_layers": bertscore_num_layers})
         if bertscore_model != bs.OFFICIAL_MODEL and "bertscore_f1" in notes:
-            notes["bertscore_f1"]["note"] = "not the official deberta-xlarge-mnli: not comparable to leaderboard numbers"
+            notes["bertscore_f1"]["note"] = ("not the official deberta-xlarge-mnli: "
+                                             "not comparable to leaderboard numbers")
     if "bertscore_minilm_f1" in wanted:
         def minilm_kwargs():
             return {"model_type": bs.minilm_path(), "num_layers": 6}
@@ -212,7 +213,8 @@ def evaluate_imageclef(gt: list[str], cand: list[str], protocol: str, metrics=No
     from medcap_utils.metrics import factuality
 
     if "alignscore" in wanted:
-        attempt("alignscore", lambda: per.__setitem__("alignscore", factuality.alignscore(list(gt), list(cand), device=device)))
+        attempt("alignscore", lambda: per.__setitem__("alignscore",
+                                                      factuality.alignscore(list(gt), list(cand), device=device)))
     if "umls_f1" in wanted:
         attempt("umls_f1", lambda: per.__setitem__("umls_f1", factuality.umls_concept_f1(list(gt), list(cand))))
 

@@ -179,7 +179,8 @@ def build_demo_blip2(
     vocab = len(processor.tokenizer)
     # initializer_range: BLIP-2's vision default (1e-10) makes random patch embeddings ~0, so a random
     # model would be image-blind for a reason unrelated to the placeholders.
-    vision = dict(initializer_range=0.02, hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
+    vision = dict(initializer_range=0.02, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                  num_hidden_layers=num_layers,
                   num_attention_heads=num_heads, image_size=image_size, patch_size=patch_size)
     qformer = dict(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
                    num_attention_heads=num_heads, encoder_hidden_size=hidden_size, cross_attention_frequency=1,

@@ -184,7 +184,8 @@ class LSTMCaptioner(nn.Module):
                 attention_override: dict[int, torch.Tensor] | None = None) -> dict:
         """Teacher forcing. ``input_ids`` (B, T) = ``<start> w1 .. wn <end> <pad>..``; step t reads
         id t and predicts id t+1. Returns logits (B, T-1, V), alphas (B, T-1, N) over the (h, w)
-        ``grid``, label logits (B, L) and the semantic word weights (B, T-1). ``attention_override`` {step: (B, N) weights} makes
+        ``grid``, label logits (B, L) and the semantic word weights (B, T-1). ``attention_override``
+        {step: (B, N) weights} makes
         those steps attend where it says instead of where the model would."""
         attention_override = attention_override or {}
         feats, feats_proj, grid = self.encode(pixel_values)

@@ -1,7 +1,9 @@
 """Speed of BLIP fine-tuning and captioning: plain Hugging Face against the project's path, in one process.
 
-    python -m medcap_utils.runner.bench train  --model base --image-size 224 --batch-size 256 --steps 30 --compile --json --out reports/benchmarks
-    python -m medcap_utils.runner.bench decode --model base --batch-size 512 --num-beams 3 --json --out reports/benchmarks
+    python -m medcap_utils.runner.bench train  --model base --image-size 224 --batch-size 256 --steps 30 \\
+        --compile --json --out reports/benchmarks
+    python -m medcap_utils.runner.bench decode --model base --batch-size 512 --num-beams 3 --json \\
+        --out reports/benchmarks
     python -m medcap_utils.runner.bench train --model tiny    (CPU default: a tiny BLIP, so CI runs it)
 
 Models are built from the Salesforce ``blip-image-captioning-base``/``-large`` configurations with random

@@ -81,7 +81,8 @@ def caption_split_to_run_dir(model, data_dir: str | Path, split: str, run_name: 
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.caption", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.caption",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="save_pretrained directory or hub id")
     ap.add_argument("--num-beams", type=int, default=DEFAULT_DECODING.num_beams)
     ap.add_argument("--max-new-tokens", type=int, default=DEFAULT_DECODING.max_new_tokens)

@@ -162,7 +162,8 @@ def badge_problems(notebooks: list[Path], root: Path | None = None) -> list[str]
         if not code or SETUP_TAG not in code[0].get("metadata", {}).get("tags", []):
             problems.append(f"{path.name}: the first code cell is not the `{SETUP_TAG}` cell")
         elif _source(code[0]) != setup_cell_source(path.name, root):
-            problems.append(f"{path.name}: its `{SETUP_TAG}` cell differs from medcap_utils.runner.colab.setup_cell_source")
+            problems.append(f"{path.name}: its `{SETUP_TAG}` cell differs from "
+                            "medcap_utils.runner.colab.setup_cell_source")
     return problems
 
 
@@ -354,7 +355,8 @@ def main(argv=None, prog: str | None = None) -> int:
     from medcap_utils.paths import repo_root
     from medcap_utils.runner.reproduce import numbered_notebooks
 
-    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.colab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.colab",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["badges", "check", "show"], nargs="?", default="badges",
                         help="badges (the default, so `medcap badges` writes them): write every notebook's badge "
                              "and setup cell; check: exit 1 if one differs; show: print the repository, the ref and "

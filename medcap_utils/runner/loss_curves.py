@@ -126,7 +126,8 @@ def plot(table: pd.DataFrame, summary: dict):
 
 
 def main(argv=None, prog: str | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.loss_curves", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.runner.loss_curves",
+                                 description=__doc__.split("\n")[0])
     cuda = torch.cuda.is_available()
     ap.add_argument("--model", choices=["tiny", "base", "large"], default="base" if cuda else "tiny")
     ap.add_argument("--image-size", type=int, default=224 if cuda else 64)

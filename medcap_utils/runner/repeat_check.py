@@ -7,7 +7,8 @@ Each run is a fresh ``python -m medcap_utils.runner.reproduce`` into its own fol
 own data (synthesized again), image cache, models, runs, tables and executed notebooks, and another
 ``PYTHONHASHSEED``, so nothing is reused and hash-order effects would show. Then every table and run file
 (``.csv``, ``.json``, ``.jsonl``) is compared value by value, exactly, apart from fields that measure time
-(:data:`MEASURED`: time, dates, memory), and every weight file by its bytes (sha256). Figures are compared too but only reported:
+(:data:`MEASURED`: time, dates, memory), and every weight file by its bytes (sha256). Figures are compared too
+but only reported:
 a plot of timings differs by design. Writes ``<out>/repeat-report.json``; exits 1 when any value differs.
 """
 from __future__ import annotations
@@ -110,9 +111,11 @@ def compare_runs(a: Path, b: Path) -> dict:
             try:
                 diffs = diff_values(_load(fa[rel], a), _load(fb[rel], b))
             except (ValueError, UnicodeDecodeError) as error:  # unreadable: compare the bytes instead
-                diffs = [] if file_sha256(fa[rel]) == file_sha256(fb[rel]) else [f"unreadable ({error}) and bytes differ"]
+                diffs = ([] if file_sha256(fa[rel]) == file_sha256(fb[rel])
+                         else [f"unreadable ({error}) and bytes differ"])
             if diffs:
-                report["value_differences"][rel] = diffs[:20] + ([f"... {len(diffs) - 20} more"] if len(diffs) > 20 else [])
+                report["value_differences"][rel] = (diffs[:20]
+                                                    + ([f"... {len(diffs) - 20} more"] if len(diffs) > 20 else []))
         elif suffix in WEIGHTS:
             report["weights_compared"] += 1
             if file_sha256(fa[rel]) != file_sha256(fb[rel]):
@@ -151,7 +154,8 @@ def run_twice(profile: str, out: Path, only: list[str] | None = None) -> dict:
 
 
 def _summary(report: dict) -> str:
-    lines = [f"compared {report['values_compared']} table/run files by value, {report['weights_compared']} weight files "
+    lines = [f"compared {report['values_compared']} table/run files by value, "
+             f"{report['weights_compared']} weight files "
              f"and {report['figures_compared']} figures by bytes"]
     if "wall_s" in report:
         lines.append(f"wall time: run a {report['wall_s']['a']} s, run b {report['wall_s']['b']} s")

@@ -132,8 +132,8 @@ def explorer_in_browser(reports, data_dir, screenshot, other_image: str | None =
     expected = {i: data.references(split)[i] for i in (ids[0], other_image)}
     folder = Path(folder) if folder else Path(__import__("tempfile").mkdtemp(prefix="explorer-lab-"))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "explorer.ipynb").write_text(json.dumps(explorer_notebook(Path(reports).resolve(),
-                                                                        Path(data_dir).resolve() if data_dir else None)))
+    (folder / "explorer.ipynb").write_text(json.dumps(explorer_notebook(
+        Path(reports).resolve(), Path(data_dir).resolve() if data_dir else None)))
     repo = Path(__file__).resolve().parents[2]
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH", "")) if p),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

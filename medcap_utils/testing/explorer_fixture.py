@@ -17,8 +17,12 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 CUI_NAMES = {"C0000726": "Abdomen", "C0006104": "Brain", "C0010709": "Cyst", "C0022646": "Kidney",
              "C0023884": "Liver", "C0024109": "Lung", "C0024485": "Magnetic Resonance Imaging",

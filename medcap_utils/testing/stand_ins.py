@@ -252,7 +252,8 @@ def build_opt(out: Path) -> None:
     tok = opt_tokenizer()
     h = TINY["hidden"]
     config = OPTConfig(vocab_size=len(tok), hidden_size=h, word_embed_proj_dim=h, ffn_dim=2 * h,
-                       num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"], max_position_embeddings=2048,
+                       num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"],
+                       max_position_embeddings=2048,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     OPTForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)

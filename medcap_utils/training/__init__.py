@@ -10,5 +10,6 @@ from .optim import build_optimizer, enable_gradient_checkpointing, lr_factor
 from .resume import RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, ResumeMismatchError, config_changes
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "build_optimizer", "lr_factor", "mean_loss", "move_to",
-           "EpochShuffleSampler", "enable_gradient_checkpointing", "RESUME_MAY_CHANGE", "REUSE_MAY_CHANGE", "ResumeMismatchError",
+           "EpochShuffleSampler", "enable_gradient_checkpointing", "RESUME_MAY_CHANGE", "REUSE_MAY_CHANGE",
+           "ResumeMismatchError",
            "config_changes"]

@@ -88,7 +88,8 @@ def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_len
 
     ``fast``: train through :mod:`medcap_utils.models.blip_fast`: SDPA attention, chunked cross-entropy,
     batches of similar caption length when ``length_grouped`` (same loss and gradients per batch; the model
-    is given back with its eager attention). ``compile``: ``torch.compile`` the vision encoder and text decoder (GPU runs).
+    is given back with its eager attention). ``compile``: ``torch.compile`` the vision encoder and text decoder
+    (GPU runs).
     ``on_step(global_step)`` is passed to :func:`fit` (the benchmark times steps with it)."""
     from medcap_utils.models.blip import freeze, make_blip_loss, set_label_smoothing
     from medcap_utils.models.blip_fast import (
@@ -238,13 +239,15 @@ def load_or_train_demo_blip(data_dir: str | Path = "data/demo", out_dir: str | P
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.training.blip", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog or "python -m medcap_utils.training.blip",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--model-key", required=True, help="model section of the recipe, e.g. blip_base")
     ap.add_argument("--profile", default="rocov2", choices=["demo", "rocov2"])
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--variant", help="recipe variant, e.g. authors_code or MedBLIP's full / decoder_only / encoder_only")
+    ap.add_argument("--variant",
+                    help="recipe variant, e.g. authors_code or MedBLIP's full / decoder_only / encoder_only")
     ap.add_argument("--model", help="override the recipe's start checkpoint (hub id or directory)")
     ap.add_argument("--fast", action="store_true", help="train through medcap_utils.models.blip_fast")
     for name, typ in [("epochs", int), ("batch-size", int), ("grad-accum", int), ("lr", float),
@@ -252,7 +255,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         ap.add_argument(f"--{name}", type=typ)
     args = ap.parse_args(argv)
     overrides = {k: getattr(args, k.replace("-", "_")) for k in
-                 ["epochs", "batch_size", "grad_accum", "lr", "mixed_precision", "checkpoint_every_steps", "num_workers"]}
+                 ["epochs", "batch_size", "grad_accum", "lr", "mixed_precision", "checkpoint_every_steps",
+                  "num_workers"]}
     import sys
 
     from medcap_utils.data.rocov2 import MalformedCSVError

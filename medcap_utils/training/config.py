@@ -96,7 +96,8 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = None, **overrides: Any) -> "TrainConfig":
         """Read ``section`` (dotted path, e.g. ``"blip_base.train"``) of a YAML file, types checked by
-        :func:`medcap_utils.training.recipe.read_section` (a :class:`~medcap_utils.training.recipe.RecipeError` names file and key).
+        :func:`medcap_utils.training.recipe.read_section` (a :class:`~medcap_utils.training.recipe.RecipeError`
+        names file and key).
 
         ``overrides`` that are not None replace recipe values (notebook parameters win).
         """

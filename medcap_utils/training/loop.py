@@ -135,7 +135,8 @@ def fit(
     With ``valid_dataset`` the validation loss is logged as ``val_loss``. ``on_step(global_step)`` runs
     after each optimiser step (tests use it to kill the process; the benchmark to time steps). ``sampler``
     replaces the seeded per-epoch shuffle (it must also depend on ``(seed, epoch)`` only and have
-    ``set_epoch``), e.g. :class:`~medcap_utils.models.blip_fast.LengthGroupedSampler`. Resumes from the newest checkpoint
+    ``set_epoch``), e.g. :class:`~medcap_utils.models.blip_fast.LengthGroupedSampler`. Resumes from the newest
+    checkpoint
     in ``cfg.output_dir/checkpoints`` when ``cfg.resume``.
     """
     from accelerate import Accelerator
@@ -312,7 +313,8 @@ def fit(
             unwrapped = accelerator.unwrap_model(model)
             extra: dict[str, float] = {}
             if valid_loader is not None:
-                extra["val_loss"] = mean_loss(unwrapped, valid_loader, loss_fn, accelerator.device, accelerator.autocast)
+                extra["val_loss"] = mean_loss(unwrapped, valid_loader, loss_fn, accelerator.device,
+                                              accelerator.autocast)
             if evaluate_fn is not None:
                 unwrapped.eval()
                 with torch.no_grad(), accelerator.autocast():

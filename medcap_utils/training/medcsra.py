@@ -202,7 +202,8 @@ def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | N
     train_set = ConceptImages(root, "train", classes.cuis, cache_size)
     valid_set = ConceptImages(root, "valid", classes.cuis, cache_size)
     pixels = pixel_recipe(data)
-    cfg = TrainConfig.from_dict(dict(recipe["train"]), output_dir=None if output_dir is None else str(resolve(output_dir)),
+    cfg = TrainConfig.from_dict(dict(recipe["train"]),
+                                output_dir=None if output_dir is None else str(resolve(output_dir)),
                                 **train_overrides)
     # the initial weights come from the recipe's seed, not from whatever the process drew before (two runs of
     # notebook 05 started from different random ResNets and ended with different F1s: issue 14)

@@ -1,4 +1,5 @@
-"""Typed schemas of the recipe sections in ``configs/recipes/``, read by :func:`medcap_utils.training.recipe.read_recipe`.
+"""Typed schemas of the recipe sections in ``configs/recipes/``, read by
+:func:`medcap_utils.training.recipe.read_recipe`.
 
 One dataclass per section, field names as the recipes write them. The classes are schemas, not the objects
 the code passes around: the reader checks a section against its class (types, unknown keys, required
