@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from medcap_utils.training.loop import RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, config_changes
+from medcap_utils.training.resume import RESUME_MAY_CHANGE, REUSE_MAY_CHANGE, config_changes
 
 
 class Stale(Exception):
