@@ -28,7 +28,7 @@ def non_default(name: str):
         return not value
     if isinstance(value, int):
         return value + 2
-    return value + 0.5
+    return value * 0.5  # a float option's valid range always holds half its default (top_p: (0, 1])
 
 
 class Processor:
@@ -64,7 +64,7 @@ def test_defaults_are_generates_and_every_field_is_an_option(blip):
 @pytest.mark.parametrize("bad", [dict(num_beams=0), dict(max_new_tokens=0), dict(min_new_tokens=50),
                                  dict(no_repeat_ngram_size=-1), dict(repetition_penalty=0.0),
                                  dict(length_penalty=float("nan")), dict(num_beams=2.0), dict(num_beams=True),
-                                 dict(do_sample="no")])
+                                 dict(do_sample="no"), dict(top_p=0.0), dict(top_p=1.5)])
 def test_bad_values_are_refused(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         DecodingConfig(**bad)
@@ -96,6 +96,22 @@ def test_every_option_reaches_generate_unchanged(blip, name, monkeypatch):
     assert len(seen) == 1
     for option in option_names():  # every option, under its own name, with the value asked for
         assert seen[0][option] == getattr(config, option), option
+
+
+def test_nucleus_sampling_with_a_tiny_top_p_keeps_only_the_likeliest_token(blip):
+    """top_p (nucleus sampling) reaches generate and acts there: a nucleus this small holds the likeliest token
+    alone, so sampling returns the greedy captions; the whole distribution (top_p=1) samples other ones."""
+    greedy = caption(blip, images(6), DecodingConfig(max_new_tokens=8), engine="generate", processor=Processor())
+    torch.manual_seed(0)
+    nucleus = caption(blip, images(6), DecodingConfig(max_new_tokens=8, do_sample=True, top_p=1e-6),
+                      engine="generate", processor=Processor())
+    assert nucleus == greedy
+    torch.manual_seed(0)
+    sampled = caption(blip, images(6), DecodingConfig(max_new_tokens=8, do_sample=True, top_p=1.0),
+                      engine="generate", processor=Processor())
+    assert sampled != greedy
+    with pytest.raises(UnsupportedDecoding, match=r"'fast' decoding engine does not implement .*top_p=0\.9"):
+        caption(blip, images(2), DecodingConfig(do_sample=True, top_p=0.9), processor=Processor())
 
 
 def test_encoder_decoder_and_msmedcap_receive_the_same_kwargs():
@@ -188,8 +204,8 @@ def test_recipe_decoding_sections_are_checked_by_decoding_config(tmp_path):
 
     with pytest.raises(RecipeError, match=r"paper\.decoding\.beam_size: unknown key.*DecodingConfig keys"):
         lstm_recipe(edited("xai-lstm-2021.yaml", "num_beams: 3 ", "beam_size: 3 "), "rocov2")
-    with pytest.raises(RecipeError, match=r"paper\.decoding\.top_p: unknown key"):
-        msmedcap_recipe(edited("msmedcap-2024.yaml", "length_penalty: 1.2", "length_penalty: 1.2\n    top_p: 0.9"),
+    with pytest.raises(RecipeError, match=r"paper\.decoding\.typical_p: unknown key"):
+        msmedcap_recipe(edited("msmedcap-2024.yaml", "length_penalty: 1.2", "length_penalty: 1.2\n    typical_p: 0.9"),
                         "paper")
     with pytest.raises(RecipeError, match=r"blip_base\.decoding: DecodingConfig: num_beams must be >= 1"):
         load_blip_recipe(edited("2q2t-2024.yaml", "num_beams: 1 ", "num_beams: 0 "), "blip_base", "rocov2")

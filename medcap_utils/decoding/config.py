@@ -38,6 +38,7 @@ class DecodingConfig:
     length_penalty: float = 1.0  # beam hypotheses are ranked by score / length ** this (MSMedCap's code: 1.2)
     repetition_penalty: float = 1.0  # CTRL-style penalty on tokens already generated (MSMedCap's authors: 9.0)
     do_sample: bool = False  # sampling instead of search; every run of the repository decodes deterministically
+    top_p: float = 1.0  # nucleus sampling (with do_sample): draw from the fewest tokens holding this much probability
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -57,6 +58,7 @@ class DecodingConfig:
             (not math.isfinite(self.length_penalty), f"length_penalty must be finite, not {self.length_penalty}"),
             (not (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0),
              f"repetition_penalty must be > 0 (1.0 = none), not {self.repetition_penalty}"),
+            (not 0 < self.top_p <= 1, f"top_p must be in (0, 1] (1.0 = no nucleus), not {self.top_p}"),
         ) if bad]
         if problems:
             raise ValueError("DecodingConfig: " + "; ".join(problems))
