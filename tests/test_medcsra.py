@@ -228,3 +228,44 @@ def test_demo_detector_recovers_modality_and_region_far_above_frequency_baseline
     assert det_mr >= base_mr + 0.25 and det_mr >= 1.6 * base_mr
     assert det_mod >= base_mod + 0.3
     assert f1_primary(gt, pred) >= f1_primary(gt, baseline) + 0.15
+
+
+def test_a_finished_detector_is_reused_by_the_one_rule_and_a_changed_setting_is_not(demo_root, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """train_medcsra saves ``final/`` with its settings; the same recipe loads it without training (same history
+    and outputs), a changed learning rate is refused naming it, a corrupted file trains again
+    (medcap_utils.training.reuse.should_reuse, as notebooks 02-04 and 07 use it)."""
+    from medcap_utils.experiments.concept_detection_medcsra import load_recipe
+    from medcap_utils.training import medcsra as cd
+
+    recipe = load_recipe("configs/recipes/medcsra-2025.yaml", "demo")
+    recipe["model"].update(width=8)
+    recipe["data"].update(cache_size=64, image_size=64)
+    out = tmp_path / "m"
+    first = cd.train_medcsra(demo_root, recipe, output_dir=out, epochs=1, max_steps=3)
+    assert (out / "final" / "checksums.sha256").is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although a finished detector with the same settings was saved")
+
+    with monkeypatch.context() as m:
+        m.setattr(cd, "fit", no_training)
+        again = cd.train_medcsra(demo_root, recipe, output_dir=out, epochs=1, max_steps=3)
+    assert "reusing it" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(again.history, first.history, check_dtype=False)
+    x = first.recipe(first.valid[0]["pixels"][None], train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(again.model.eval()(x).logits, first.model.eval()(x).logits)
+
+    changed = {**recipe, "train": {**recipe["train"], "lr": recipe["train"]["lr"] * 10}}
+    with pytest.raises(ValueError, match=r"train\.lr"):
+        cd.train_medcsra(demo_root, changed, output_dir=out, epochs=1, max_steps=3)
+
+    head = out / "final" / "model" / "head.pt"
+    head.write_bytes(head.read_bytes()[:-8])  # truncated: the folder no longer matches its checksums
+    calls = []
+    with monkeypatch.context() as m:
+        m.setattr(cd, "fit", lambda *a, **k: calls.append(1) or no_training())
+        with pytest.raises(AssertionError, match="trained although"):
+            cd.train_medcsra(demo_root, recipe, output_dir=out, epochs=1, max_steps=3)
+    assert calls == [1] and "training again" in capsys.readouterr().out

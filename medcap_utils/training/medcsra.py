@@ -9,6 +9,8 @@ sweep (:func:`threshold_curve`, :func:`best_threshold`). Scores come from :mod:`
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,13 +188,15 @@ class DetectorRun:
     wall_time_s: float = 0.0
 
 
-def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | None = None,
+def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | None = None, retrain: bool = False,
                   **train_overrides) -> DetectorRun:
     """Train MedCSRA with BCE, validating each epoch by the best per-image F1 over the threshold sweep
     (the early-stopping monitor ``val_f1``; the authors' code monitors the best micro-F1 the same way).
 
-    With ``output_dir`` the shared trainer checkpoints every epoch and resumes, so a second call
-    after a finished run reloads instead of retraining. The best epoch's weights are restored.
+    With ``output_dir`` the finished detector is saved to ``output_dir/final`` with the settings it was trained
+    with, and a later call loads it when the repository's one load-or-train rule
+    (:func:`medcap_utils.training.reuse.should_reuse`) says so; more epochs train on from the trainer's
+    per-epoch checkpoints. The best epoch's weights are restored.
     """
     root = resolve(data_dir)
     data = recipe["data"]
@@ -205,6 +209,15 @@ def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | N
     cfg = TrainConfig.from_dict(dict(recipe["train"]),
                                 output_dir=None if output_dir is None else str(resolve(output_dir)),
                                 **train_overrides)
+    final = None if output_dir is None else resolve(output_dir) / "final"
+    settings = {"recipe": recipe, "train": cfg.to_dict()}
+    if final is not None:
+        saved = _saved_run(final, root, settings, retrain)
+        if saved is not None:
+            model, history, best, seconds = saved
+            return DetectorRun(model, classes, pixels, train_set, valid_set, history, best, seconds)
+        if retrain and resolve(output_dir).exists():  # from scratch: the trainer would resume its checkpoints
+            shutil.rmtree(resolve(output_dir))
     # the initial weights come from the recipe's seed, not from whatever the process drew before (two runs of
     # notebook 05 started from different random ResNets and ended with different F1s: issue 14)
     torch.manual_seed(cfg.seed)
@@ -225,4 +238,37 @@ def train_medcsra(data_dir: str | Path, recipe: dict, output_dir: str | Path | N
         model.load_state_dict(best_state["weights"])
     elif result.best_dir is not None and (result.best_dir / "medcsra.json").exists():  # resumed, finished run
         model = MedCSRA.from_pretrained(result.best_dir)
+    if final is not None:
+        _save_run(final, model, root, settings, result)
     return DetectorRun(model, classes, pixels, train_set, valid_set, result.history, result.best, result.wall_time_s)
+
+
+def _saved_run(final: Path, root: Path, settings: dict, retrain: bool):
+    """``(model, history, best, seconds)`` from ``final`` when :func:`should_reuse` allows it, else None."""
+    from medcap_utils.training.reuse import Stale, should_reuse
+
+    info: dict = {}
+
+    def recorded() -> dict:
+        info.update(json.loads((final / "run.json").read_text()))
+        if info.get("data_dir") != str(root):
+            raise Stale(f"trained on {info.get('data_dir')}, not on {root}")
+        return info["settings"]
+
+    if not should_reuse(final, settings, recorded, retrain, "MedCSRA detector"):
+        return None
+    return (MedCSRA.from_pretrained(final / "model"), pd.DataFrame(info["history"]), info["best"],
+            info["wall_time_s"])
+
+
+def _save_run(final: Path, model: MedCSRA, root: Path, settings: dict, result) -> None:
+    """The detector, the settings and data it was trained with, and its history; checksums last."""
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.model_files import write_checksums
+
+    with atomic_directory(final) as tmp:
+        model.save_pretrained(tmp / "model")
+        run = {"data_dir": str(root), "settings": settings, "history": result.history.to_dict(orient="list"),
+               "best": result.best, "wall_time_s": result.wall_time_s}
+        (tmp / "run.json").write_text(json.dumps(run, indent=1, default=str))
+        write_checksums(tmp)

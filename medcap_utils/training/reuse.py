@@ -1,6 +1,6 @@
 """The one rule that decides whether a saved, trained model folder is loaded or the model is trained (again).
 
-Notebooks 02, 03, 04 and 07 (and their tests) save every trained model with what it was trained with (its
+Notebooks 02, 03, 04, 05 and 07 (and their tests) save every trained model with what it was trained with (its
 resolved recipe and TrainConfig, ``recipe_hash`` included) and ask :func:`should_reuse` before training:
 
 1. ``retrain=True``: train.
