@@ -2,7 +2,9 @@
 
 ``fit(model, train_dataset, TrainConfig(...), loss_fn, ...)`` -> ``TrainResult``; see ``loop.py`` (the loop),
 ``optim.py`` (optimiser, learning-rate schedule, gradient checkpointing) and ``resume.py`` (checkpoints that resume
-only under the same settings).
+only under the same settings). Around it: the recipes (``recipe`` reads ``configs/recipes/*.yaml`` against the
+``recipe_schema`` dataclasses), per-model training (``blip``, ``medcsra``, ``msmedcap_pretrain``, the batches of
+``captioning_data``), the one load-or-train rule (``reuse``) and the sanity checks (``sanity``).
 """
 from .config import TrainConfig, TrainResult
 from .loop import EpochShuffleSampler, fit, mean_loss, move_to
