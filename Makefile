@@ -22,13 +22,14 @@ export TOKENIZERS_PARALLELISM := false
 # No MPLBACKEND here: kernels draw figures inline (ipykernel's default; medcap_utils.runner.reproduce sets it for papermill),
 # tests/conftest.py gives pytest Agg, and scripts without a display fall back to Agg by themselves.
 
-.PHONY: help env lab badges reproduce repeat-check lint test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
+.PHONY: help env lab badges reproduce repeat-check claims lint test test-unit test-notebooks smoke smoke-fixtures models lock test-latest demo-data \
         clean-reports java chromium bench-gpu
 
 help:
 	@echo "make reproduce [PROFILE=demo|rocov2|rocov2-subset] [DATA=/path]  execute every notebook"
 	@echo "make test                                   lint + unit tests + nbval (demo) + the rocov2 smoke run"
 	@echo "make lint                                   ruff check (pyproject.toml [tool.ruff])"
+	@echo "make claims                                each paper's claims with measured verdicts -> reports/claims/"
 	@echo "make repeat-check [PROFILE=demo]           run the profile twice from scratch; every metric and weight must match"
 	@echo "make lab                                    JupyterLab on the project's kernel, in notebooks/"
 	@echo "make badges                                 rewrite every notebook's Colab badge and setup cell from pyproject.toml"
@@ -78,6 +79,10 @@ demo-data: env
 
 reproduce: env
 	$(MEDCAP) reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA),)
+
+# Each paper's claims with a measured verdict, from the runs and tables the notebooks wrote (after make reproduce).
+claims: env
+	$(MEDCAP) claims
 
 # Same inputs, same numbers: two fresh runs into build/repeat/{a,b}, compared value by value (timings aside).
 repeat-check: env

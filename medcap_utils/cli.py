@@ -44,6 +44,8 @@ COMMANDS: dict[str, Command] = {
                             "run a profile twice; every value must match"),
     "badges": Command("medcap_utils.runner.colab",
                       "write or check the notebooks' Colab badges (make badges)"),
+    "claims": Command("medcap_utils.evaluation.claims_report",
+                      "each paper's claims with measured verdicts (make claims)"),
     "models": Command("medcap_utils.hub", "list or download a profile's hub checkpoints (make models)"),
 }
 

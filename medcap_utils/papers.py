@@ -1,6 +1,9 @@
 """The five seed papers (``../shared/seeds/``): what each claims, the numbers it reports, which
 notebooks reproduce it and which runs in ``reports/runs/`` come from those notebooks.
 
+Each paper's claims as testable statements live in ``configs/claims.yaml``, read once by :func:`claims` (for
+:mod:`medcap_utils.evaluation.claims`, the claims table of ``medcap claims`` and notebooks 02-07 and 09).
+
 Read by :mod:`medcap_utils.evaluation.report_summary` (the per-paper summary at the top of ``REPORT.md``), by
 :mod:`medcap_utils.plotting` (one colour family per notebook) and by notebook 08's summary table.
 Titles, authors and links are given only where the paper text or ``../shared/reference.md`` states
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -142,3 +146,32 @@ def citation(paper: Paper, markdown: bool = True) -> str:
     """One line: title, authors, venue and year, with the link where one is known."""
     title = f"[{paper.title}]({paper.link})" if (markdown and paper.link) else paper.title
     return f"{title}. {paper.authors}. {paper.venue}, {paper.year}."
+
+
+CLAIM_FIELDS = ("paper", "id", "notebook", "statement", "paper_numbers", "where", "kind")
+CLAIM_KINDS = (">", ">=", "close", "faster", "threshold", "attention")
+
+
+@lru_cache(maxsize=4)
+def claims(path: str | None = None) -> tuple[dict, ...]:
+    """Every paper's claims from ``configs/claims.yaml`` (or ``path``), checked: each has :data:`CLAIM_FIELDS`, a
+    known ``kind``, a paper in :data:`BY_KEY`, runs ``a``/``b`` for run comparisons, a unique ``id``."""
+    import yaml
+
+    from medcap_utils.paths import repo_root
+
+    source = repo_root() / "configs" / "claims.yaml" if path is None else path
+    with open(source, encoding="utf-8") as fh:
+        items = yaml.safe_load(fh)
+    seen = set()
+    for item in items:
+        missing = [k for k in CLAIM_FIELDS if not item.get(k)]
+        where = f"{source}: claim {item.get('id', '?')}"
+        if missing:
+            raise ValueError(f"{where} lacks {missing}")
+        if item["kind"] not in CLAIM_KINDS or item["paper"] not in BY_KEY or item["id"] in seen:
+            raise ValueError(f"{where}: kind must be one of {CLAIM_KINDS}, paper one of {list(BY_KEY)}, ids unique")
+        if item["kind"] in (">", ">=", "close", "faster") and not (item.get("a") and item.get("b")):
+            raise ValueError(f"{where}: a {item['kind']!r} claim names runs a and b")
+        seen.add(item["id"])
+    return tuple(items)
