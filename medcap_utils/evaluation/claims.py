@@ -316,14 +316,16 @@ def attention_verdict(claim: dict, tables_root) -> dict:
                               f"difference {hit - chance:+.3f} +- {1.96 * se:.3f})"}
 
 
-def claims_table(reports_root="reports", papers=None, cache: bool = True, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """One row per claim (of ``papers``, default all) with the paper's numbers beside ours and the verdict."""
+def claims_table(reports_root="reports", papers=None, cache: bool = True, n_boot: int = N_BOOT,
+                 items=None) -> pd.DataFrame:
+    """One row per claim (of ``papers``, default all) with the paper's numbers beside ours and the verdict;
+    ``items``: claims to measure instead of ``configs/claims.yaml``'s (the tests' own)."""
     from medcap_utils.papers import claims
 
     root = Path(reports_root)
     cache_dir = root / "cache" / "claims" if cache else None
     rows = []
-    for claim in claims():
+    for claim in claims() if items is None else items:
         if papers is not None and claim["paper"] not in papers:
             continue
         if claim["kind"] == "threshold":
