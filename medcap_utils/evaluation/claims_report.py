@@ -80,13 +80,19 @@ def write_claims(table: pd.DataFrame, out_dir, info: dict | None = None) -> dict
     return paths
 
 
-def show_paper(key: str, reports_root=None, n_boot: int = 1000) -> pd.DataFrame:
-    """The claims of paper ``key`` measured on this notebook's runs (each notebook 02-07 ends with it)."""
+def show_paper(key: str, notebook: str | None = None, reports_root=None, n_boot: int = 1000) -> pd.DataFrame:
+    """The claims of paper ``key`` (those decided by ``notebook``'s runs, when given) with their measured verdicts;
+    each notebook 02-07 ends with it. ``attrs['note']``: the rules, and which notebooks hold the paper's other rows."""
+    from medcap_utils.papers import claims
     from medcap_utils.paths import reports_root as default_root
 
-    table = claims_table(reports_root or default_root(), papers=[key], n_boot=n_boot)
+    items = [c for c in claims() if c["paper"] == key and (notebook is None or c["notebook"] == notebook)]
+    table = claims_table(reports_root or default_root(), n_boot=n_boot, items=items)
     shown = _rounded(table)[SHORT]
-    shown.attrs["note"] = RULES
+    others = sorted({c["notebook"] for c in claims() if c["paper"] == key} - {notebook}) if notebook else []
+    elsewhere = (f" Seed {key}'s other claims are measured in notebook(s) {', '.join(others)}; the whole table: "
+                 "medcap claims (reports/claims/latest.md) and notebook 09.") if others else ""
+    shown.attrs["note"] = RULES + elsewhere
     return shown
 
 
