@@ -151,3 +151,14 @@ def test_every_claim_of_the_yaml_gets_a_verdict_from_an_empty_reports_folder(tmp
     assert {"000", "001", "002", "003", "004"} <= set(out["paper"].astype(str).str.zfill(3))
     assert "wrote " in capsys.readouterr().out
     assert main(["claims", "--reports", str(tmp_path / "absent")]) == 2
+
+
+def test_report_gathers_the_whole_table(tmp_path):
+    from medcap_utils.evaluation.report_markdown import build_markdown_report
+    from medcap_utils.papers import claims
+
+    text = build_markdown_report(tmp_path)
+    section = text[text.index("## Claims table"):]
+    assert text.index("## Summary per paper") < text.index("## Claims table")
+    assert all(f"| {c['id']} |" in section for c in claims())
+    assert "### 004: XAI-LSTM 2022" in section and "commit" in section.splitlines()[0]

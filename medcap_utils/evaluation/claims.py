@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from medcap_utils.evaluation.caption_use import caption_counts
-from medcap_utils.evaluation.runfiles import read_run_dir, read_run_file
+from medcap_utils.evaluation.runfiles import RunFileError, read_run_dir, read_run_file
 from medcap_utils.metrics.bootstrap import paired_bootstrap
 
 MARGINS = {">=": {"rouge1": 0.005, "f1_primary": 0.01, "CIDEr": 0.02, "Bleu_4": 0.01, "nltk_bleu": 0.01},
@@ -213,6 +213,8 @@ def compare(claim: dict, runs_root, cache_dir=None, n_boot: int = N_BOOT, seed: 
         b = _side(runs_root, claim["b"], a, metric, cache_dir, claim)
     except Untestable as why:
         return {**row, "verdict": f"not testable offline ({why})"}
+    except (RunFileError, FileNotFoundError, KeyError, ValueError) as err:  # a run or its data unreadable here
+        return {**row, "verdict": f"not testable offline (a run or its ground truth cannot be read: {str(err)[:160]})"}
     if claim.get("zero_shot"):
         problem = zero_shot_problem(claim["b"], b["info"])
         if problem:
@@ -279,6 +281,8 @@ def threshold_verdict(claim: dict, tables_root) -> dict:
     if not path.exists():
         return {"verdict": f"not testable offline (table {claim['table']} not written)"}
     sweep = pd.read_csv(path)
+    if not {"threshold", "f1_per_image", "f1_micro"} <= set(sweep.columns) or sweep.empty:
+        return {"verdict": f"not testable offline (table {claim['table']} lacks the per-image and micro F1 sweep)"}
     by_image = sweep.loc[sweep.f1_per_image.idxmax()]
     by_micro = sweep.loc[sweep.f1_micro.idxmax()]
     row = {"metric": "f1_per_image (validation)", "a": f"threshold {by_image.threshold:g} (per-image F1)",
@@ -299,6 +303,10 @@ def attention_verdict(claim: dict, tables_root) -> dict:
         return {"verdict": f"not testable offline (table {claim['table']} not written: real ROCOv2 has no finding "
                            "boxes, or notebook 07 did not run)"}
     table = pd.read_csv(path)
+    missing = sorted({"model", "steps", "n", "hit_rate", "chance_peak", "attention_mass", "chance_area"}
+                     - set(table.columns))
+    if missing:
+        return {"verdict": f"not testable offline (table {claim['table']} lacks {', '.join(missing)})"}
     rows = table[(table["model"] == "trained") & (table["steps"] == "finding word")]
     if rows.empty:
         return {"verdict": "not testable offline (no trained 'finding word' row in the table)"}

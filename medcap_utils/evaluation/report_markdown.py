@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from medcap_utils.evaluation.claims_report import markdown_section
 from medcap_utils.evaluation.report_summary import summary_markdown
 from medcap_utils.papers import NOTEBOOKS
 from medcap_utils.report import markdown_table
@@ -46,7 +47,8 @@ def _table_section(path: Path, rel: str, max_rows: int, max_cols: int, max_cell:
 
 def build_markdown_report(reports: Path, max_rows: int = 5, max_cols: int = 10, max_cell: int = 160) -> str:
     """``reports/REPORT.md``: a summary per paper first (claim, what this run measured, whether it can
-    show the effect, what the real-data profile runs; :mod:`medcap_utils.evaluation.report_summary`), then per
+    show the effect, what the real-data profile runs; :mod:`medcap_utils.evaluation.report_summary`), the claims
+    table with measured verdicts (:mod:`medcap_utils.evaluation.claims_report`), then per
     notebook in order its figures and, folded, its tables (bounded, each with its CSV path), then
     the run's provenance. Used by notebook 09."""
     reports = Path(reports)
@@ -59,6 +61,7 @@ def build_markdown_report(reports: Path, max_rows: int = 5, max_cols: int = 10, 
                   f"{' (uncommitted changes)' if git.get('dirty') else ''}, started {manifest.get('started')}; "
                   "provenance at the end.", ""]
     lines += summary_markdown(reports, manifest.get("profile"))
+    lines += [markdown_section(reports), ""]  # each paper's claims with measured verdicts (issue 17 item 5)
     tables = sorted((reports / "tables").glob("*.csv"))
     figures = sorted((reports / "figures").glob("*.png"))
     by_notebook: dict[str, list[Path]] = {}
