@@ -342,6 +342,8 @@ def claims_table(reports_root="reports", papers=None, cache: bool = True, n_boot
             measured = attention_verdict(claim, root / "tables")
         else:
             measured = compare(claim, root / "runs", cache_dir, n_boot)
+        if claim.get("caveat"):
+            measured["note"] = "; ".join(n for n in (claim["caveat"], measured.get("note")) if n)
         rows.append({"paper": claim["paper"], "claim": claim["id"], "notebook": claim["notebook"],
                      "statement": claim["statement"], "paper's numbers": claim["paper_numbers"],
                      "where": claim["where"], "kind": claim["kind"], "metric": claim.get("metric"),
