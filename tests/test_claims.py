@@ -162,3 +162,14 @@ def test_report_gathers_the_whole_table(tmp_path):
     assert text.index("## Summary per paper") < text.index("## Claims table")
     assert all(f"| {c['id']} |" in section for c in claims())
     assert "### 004: XAI-LSTM 2022" in section and "commit" in section.splitlines()[0]
+
+
+def test_a_claim_reads_each_profiles_own_run_names(reports):
+    root, run = reports
+    run("good", CAPTIONS)
+    run("bad", SHIFTED)
+    per_profile = claim(a={"demo": "good", "rocov2": "good-rocov2"}, b="bad")
+    assert compare(per_profile, root / "runs", n_boot=100)["verdict"] == "shown"
+    row = compare(per_profile, root / "runs", n_boot=100, profile="rocov2")
+    assert row["a"] == "good-rocov2" and row["verdict"] == "not testable offline (run good-rocov2 not written)"
+    assert "names no run for profile" in compare(claim(a={"demo": "good"}), root / "runs", profile="rocov2")["verdict"]

@@ -204,19 +204,33 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}"
 
 
-def compare(claim: dict, runs_root, cache_dir=None, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+def run_name(value, profile: str = "demo") -> str | None:
+    """A claim's run: one name for every profile, or ``{hand-off table: name}`` (``configs/handoff.yaml``'s tables:
+    ``demo``, ``rocov2``) where the profiles name it differently; None when ``profile``'s table names none."""
+    if isinstance(value, dict):
+        from medcap_utils.handoff import table_name
+
+        return value.get(table_name(profile))
+    return value
+
+
+def compare(claim: dict, runs_root, cache_dir=None, n_boot: int = N_BOOT, seed: int = 0,
+            profile: str = "demo") -> dict:
     """One row of the claims table for a run-vs-run claim (``>``, ``>=``, ``close``, ``faster``)."""
     kind, metric = claim["kind"], claim.get("metric")
-    row = {"metric": metric or "training time (s)", "a": claim["a"], "b": claim["b"]}
+    name_a, name_b = run_name(claim["a"], profile), run_name(claim["b"], profile)
+    row = {"metric": metric or "training time (s)", "a": name_a, "b": name_b}
+    if name_a is None or name_b is None:
+        return {**row, "verdict": f"not testable offline (the claim names no run for profile {profile})"}
     try:
-        a = _side(runs_root, claim["a"], None, metric, cache_dir, claim)
-        b = _side(runs_root, claim["b"], a, metric, cache_dir, claim)
+        a = _side(runs_root, name_a, None, metric, cache_dir, claim)
+        b = _side(runs_root, name_b, a, metric, cache_dir, claim)
     except Untestable as why:
         return {**row, "verdict": f"not testable offline ({why})"}
     except (RunFileError, FileNotFoundError, KeyError, ValueError) as err:  # a run or its data unreadable here
         return {**row, "verdict": f"not testable offline (a run or its ground truth cannot be read: {str(err)[:160]})"}
     if claim.get("zero_shot"):
-        problem = zero_shot_problem(claim["b"], b["info"])
+        problem = zero_shot_problem(name_b, b["info"])
         if problem:
             row["verdict"] = f"not testable offline ({problem})"
     row["seeds"] = f"{len(a['names'])} x {len(b['names'])}"
@@ -325,12 +339,16 @@ def attention_verdict(claim: dict, tables_root) -> dict:
 
 
 def claims_table(reports_root="reports", papers=None, cache: bool = True, n_boot: int = N_BOOT,
-                 items=None) -> pd.DataFrame:
+                 items=None, profile: str | None = None) -> pd.DataFrame:
     """One row per claim (of ``papers``, default all) with the paper's numbers beside ours and the verdict;
-    ``items``: claims to measure instead of ``configs/claims.yaml``'s (the tests' own)."""
+    ``items``: claims to measure instead of ``configs/claims.yaml``'s (the tests' own); ``profile``: whose run
+    names to use (default: the one ``<reports>/manifest.json`` records, else demo)."""
     from medcap_utils.papers import claims
 
     root = Path(reports_root)
+    if profile is None:
+        manifest = root / "manifest.json"
+        profile = (json.loads(manifest.read_text()).get("profile") if manifest.exists() else None) or "demo"
     cache_dir = root / "cache" / "claims" if cache else None
     rows = []
     for claim in claims() if items is None else items:
@@ -341,11 +359,11 @@ def claims_table(reports_root="reports", papers=None, cache: bool = True, n_boot
         elif claim["kind"] == "attention":
             measured = attention_verdict(claim, root / "tables")
         else:
-            measured = compare(claim, root / "runs", cache_dir, n_boot)
+            measured = compare(claim, root / "runs", cache_dir, n_boot, profile=profile)
         if claim.get("caveat"):
             measured["note"] = "; ".join(n for n in (claim["caveat"], measured.get("note")) if n)
         rows.append({"paper": claim["paper"], "claim": claim["id"], "notebook": claim["notebook"],
                      "statement": claim["statement"], "paper's numbers": claim["paper_numbers"],
                      "where": claim["where"], "kind": claim["kind"], "metric": claim.get("metric"),
-                     "a": claim.get("a"), "b": claim.get("b"), **measured})
+                     **measured})
     return pd.DataFrame(rows).reindex(columns=COLUMNS)

@@ -80,14 +80,15 @@ def write_claims(table: pd.DataFrame, out_dir, info: dict | None = None) -> dict
     return paths
 
 
-def show_paper(key: str, notebook: str | None = None, reports_root=None, n_boot: int = 1000) -> pd.DataFrame:
+def show_paper(key: str, notebook: str | None = None, reports_root=None, n_boot: int = 1000,
+               profile: str | None = None) -> pd.DataFrame:
     """The claims of paper ``key`` (those decided by ``notebook``'s runs, when given) with their measured verdicts;
     each notebook 02-07 ends with it. ``attrs['note']``: the rules, and which notebooks hold the paper's other rows."""
     from medcap_utils.papers import claims
     from medcap_utils.paths import reports_root as default_root
 
     items = [c for c in claims() if c["paper"] == key and (notebook is None or c["notebook"] == notebook)]
-    table = claims_table(reports_root or default_root(), n_boot=n_boot, items=items)
+    table = claims_table(reports_root or default_root(), n_boot=n_boot, items=items, profile=profile)
     shown = _rounded(table)[SHORT]
     others = sorted({c["notebook"] for c in claims() if c["paper"] == key} - {notebook}) if notebook else []
     elsewhere = (f" Seed {key}'s other claims are measured in notebook(s) {', '.join(others)}; the whole table: "
@@ -116,13 +117,15 @@ def main(argv=None, prog: str | None = None) -> int:
     ap.add_argument("--papers", nargs="+", help="only these papers (000 ... 004)")
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--no-cache", action="store_true", help="recompute every per-image score")
+    ap.add_argument("--profile", help="whose run names to read (default: the profile <reports>/manifest.json "
+                                      "records, else demo)")
     args = ap.parse_args(argv)
     root = resolve(args.reports) if args.reports else reports_root()
     if not (root / "runs").is_dir() and not (root / "tables").is_dir():
         print(f"{prog or 'claims'}: error: {root} has neither runs/ nor tables/ (run the notebooks first)",
               file=sys.stderr)
         return 2
-    table = claims_table(root, papers=args.papers, cache=not args.no_cache, n_boot=args.n_boot)
+    table = claims_table(root, papers=args.papers, cache=not args.no_cache, n_boot=args.n_boot, profile=args.profile)
     info = {**stamp(), "reports": str(root)}
     paths = write_claims(table, resolve(args.out) if args.out else root / "claims", info)
     for verdict, claim in zip(table["verdict"], table["claim"]):
