@@ -2,9 +2,10 @@
 
 A constant caption learns the corpus' phrasing and nothing else, so beating the most frequent caption says
 little; the consensus caption (the most typical training caption) and the caption of the nearest training
-image by pixels are the floors a model that uses the image must clear. *Clear margin*: the paired bootstrap
-95% interval of the per-image difference (same images, :func:`medcap_utils.metrics.bootstrap.paired_bootstrap`)
-lies above 0, on CIDEr and on BLEU-4 (pycocoevalcap's per-image scores; the corpus values are shown beside).
+image, by pixels or by a pretrained encoder's features, are the floors a model that uses the image must clear.
+*Clear margin*: the paired bootstrap 95% interval of the per-image difference (same images,
+:func:`medcap_utils.metrics.bootstrap.paired_bootstrap`) lies above 0, on CIDEr and on BLEU-4 (pycocoevalcap's
+per-image scores; the corpus values are shown beside).
 
 Each notebook's model is its best run by :data:`medcap_utils.evaluation.run_summary.RANK_BY` among runs that are not
 collapsed and score the baselines' images; a notebook without one gets a sentence saying why.
@@ -18,6 +19,7 @@ from medcap_utils.metrics.bootstrap import paired_bootstrap
 from medcap_utils.papers import run_group
 
 RETRIEVAL_BASELINES = {"baseline-nn-pixels": "the nearest training image's caption (pixels)",
+                       "baseline-nn-encoder": "the nearest training image's caption (pretrained encoder features)",
                        "baseline-consensus-caption": "the consensus caption"}
 METRICS = {"CIDEr": "CIDEr", "Bleu_4": "BLEU-4"}
 COLUMNS = ["notebook", "run", "baseline", "metric", "run score", "baseline score", "diff", "low", "high",
@@ -66,7 +68,8 @@ def compare(table: pd.DataFrame, per_image: dict, distinct: pd.DataFrame, n_boot
                 parts.append(f"{title} {ours:.3f} vs {theirs:.3f} for {RETRIEVAL_BASELINES[base]} (per-image "
                              f"difference {test['diff']:+.3f}, 95% CI {test['low']:+.3f} to {test['high']:+.3f})")
         total = len(bases) * len(METRICS)
-        verdict = ("beats both retrieval baselines by a clear margin on CIDEr and BLEU-4" if wins == total else
+        every = "both" if len(bases) == 2 else f"all {len(bases)}"
+        verdict = (f"beats {every} retrieval baselines by a clear margin on CIDEr and BLEU-4" if wins == total else
                    f"does not beat the retrieval baselines by a clear margin ({wins} of {total} comparisons clear)")
         sentences.append(f"{group.label}: {run} {verdict}: " + "; ".join(parts) + ".")
     out = pd.DataFrame(rows, columns=COLUMNS)

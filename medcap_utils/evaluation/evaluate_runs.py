@@ -30,11 +30,13 @@ COLUMNS = ["run", "task", "split", "protocol", "metric", "value", "ci_low", "ci_
 
 
 def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root=None, retrieval: bool = True,
-                       pixel_size: int = 16, cache_size: int = 64) -> list[Path]:
+                       pixel_size: int = 16, cache_size: int = 64, encoder_dir=None) -> list[Path]:
     """Baseline runs on ``split``, statistics from the train split only: the most frequent and the consensus
     caption, top-k concepts and, with ``retrieval``, the caption of the nearest training image by pixels
     (:func:`medcap_utils.evaluation.baselines.pixel_features` at ``pixel_size`` px from the ``cache_size`` px image
-    cache)."""
+    cache) and, with ``encoder_dir`` (a saved pretrained encoder, e.g. the demo's general-domain stand-in), by that
+    encoder's features (:mod:`medcap_utils.evaluation.encoder_features`, cosine). A missing ``encoder_dir`` is said,
+    not replaced by another encoder."""
     root = resolve(data_dir)
     train, target = split_files(root, "train"), split_files(root, split)
     ids = list(read_captions(target["captions"]).ID)
@@ -59,7 +61,26 @@ def make_baseline_runs(data_dir: str, split: str = "test", k: int = 3, runs_root
         dirs.append(write_run_dir("baseline-nn-pixels", "captions", split, data_dir, {i: found[i] for i in ids},
                                   {**meta, "features": f"RGB pixels averaged to {pixel_size} px from the "
                                    f"{cache_size} px image cache", "distance": "l2"}, runs_root))
+        if encoder_dir:
+            dirs += _encoder_nn_run(data_dir, split, ids, by_id, encoder_dir, meta, runs_root)
     return dirs
+
+
+def _encoder_nn_run(data_dir, split: str, ids: list, by_id: dict, encoder_dir, meta: dict, runs_root) -> list[Path]:
+    """The nearest-neighbour run by a pretrained encoder's features, or ``[]`` with a printed reason."""
+    from medcap_utils.evaluation.encoder_features import encoder_features
+
+    folder = resolve(encoder_dir)
+    if not (folder / "config.json").exists():
+        print(f"baseline-nn-encoder not written: no encoder at {folder} (the demo builds it with `medcap standins`)")
+        return []
+    train_ids, train_x = encoder_features(data_dir, "train", folder)
+    test_ids, test_x = encoder_features(data_dir, split, folder)
+    found = dict(zip(test_ids, nearest_neighbour_captions(train_x, [by_id[i] for i in train_ids], test_x,
+                                                          metric="cosine")))
+    return [write_run_dir("baseline-nn-encoder", "captions", split, data_dir, {i: found[i] for i in ids},
+                          {**meta, "features": f"mean last hidden state / pooled features of {encoder_dir}",
+                           "distance": "cosine"}, runs_root)]
 
 
 def _rows(run: str, info: dict, protocol: str, result: dict, subset_of: int | None = None) -> list[dict]:

@@ -28,12 +28,13 @@ CAPTION_USE_SHOWN = 40
 
 
 def baseline_runs(data_dir: str, runs: Path, make: bool, split: str, top_k: int, retrieval: bool, pixel_size: int,
-                  cache_size: int) -> list[str]:
+                  cache_size: int, encoder_dir: str = "") -> list[str]:
     """Write the baseline runs into ``runs`` (when asked and the data is there), then name every run to score."""
     baselines = []
     if make and (resolve(data_dir) / "train_captions.csv").exists():
         baselines = evaluate_runs.make_baseline_runs(data_dir, split, top_k, runs, retrieval=retrieval,
-                                                     pixel_size=pixel_size, cache_size=cache_size)
+                                                     pixel_size=pixel_size, cache_size=cache_size,
+                                                     encoder_dir=encoder_dir or None)
     print("baseline runs:", [p.name for p in baselines])
     run_dirs = sorted(p.parent.name for p in runs.glob("*/run.json"))
     print(len(run_dirs), "run(s) to evaluate:", run_dirs)
