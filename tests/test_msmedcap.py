@@ -262,3 +262,14 @@ def test_clip_branch_from_a_blip2_checkpoint(tmp_path):
     torch.testing.assert_close(branch.query_tokens, blip2.query_tokens)
     torch.testing.assert_close(branch.to_lm.weight, blip2.language_projection.weight)
     assert missing and all(".intermediate." in k or ".output." in k for k in missing)  # text feed-forward only
+
+
+def test_notebook_parameters_override_a_stage_only_when_set():
+    """Issue 17: notebook 06's 0 defaults keep the recipe section's values; a set parameter wins."""
+    from medcap_utils.experiments.msmedcap import load_recipe, stage_config
+
+    train = load_recipe("configs/recipes/msmedcap-2024.yaml", "demo")["stage2"]["train"]
+    kept = stage_config(train, 0, 0, seed=3)
+    assert (kept.epochs, kept.batch_size, kept.seed) == (train["epochs"], train["batch_size"], 3)
+    changed = stage_config(train, epochs=7, batch_size=5)
+    assert (changed.epochs, changed.batch_size, changed.lr) == (7, 5, train["lr"])

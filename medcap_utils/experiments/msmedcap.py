@@ -45,6 +45,16 @@ def load_recipe(path, section: str) -> dict:
     return recipe
 
 
+def stage_config(train: dict, epochs: int = 0, batch_size: int = 0, seed: int | None = None) -> TrainConfig:
+    """A stage's ``TrainConfig`` from its recipe ``train`` mapping; a notebook parameter overrides a value only when
+    it is set (epochs / batch size 0 keep the recipe's), so the recipe section is what runs unless a profile says
+    otherwise (issue 17: parameters must not silently override the recipe)."""
+    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v}
+    if seed is not None:
+        overrides["seed"] = seed
+    return TrainConfig(**train).replace(**overrides)
+
+
 def pretrain_demo_lm(lm_dir, tokenizer, captions, cfg: TrainConfig, max_length: int = 64) -> pd.DataFrame:
     """Demo only: teach the tiny random OPT the demo caption language from text alone, then save it
     back to ``lm_dir``. The real OPT-2.7b arrives pre-trained on text; a frozen random LM could not be
