@@ -145,3 +145,23 @@ def test_retrieval_verdicts_need_a_clear_margin_and_skip_collapsed_runs(tmp_path
                                                        metrics=["Bleu_4", "CIDEr"])
     verdicts = beat_baselines.compare(table, per_image, run_summary.distinct_captions(tmp_path), n_boot=200)
     assert "does not beat the retrieval baselines" in verdicts.attrs["sentences"][1]
+
+
+@needs_java
+def test_caption_use_of_named_runs_matches_the_whole_folder_table_and_ranking_skips_collapsed(tmp_path, demo_root,
+                                                                                           test_refs, capsys):
+    ids = list(test_refs)
+    write_run_dir("copy", "captions", "test", str(demo_root), dict(test_refs), runs_root=tmp_path)
+    write_run_dir("constant", "captions", "test", str(demo_root), {i: "x-ray" for i in ids}, runs_root=tmp_path)
+    write_run_dir("other", "captions", "test", str(demo_root), {i: f"caption {n}" for n, i in enumerate(ids)},
+                  runs_root=tmp_path)
+    use = caption_use.caption_use_of_runs(["constant", "copy"], runs_root=tmp_path)
+    assert list(use["run"]) == ["constant", "copy"] and list(use.columns) == caption_use.COLUMNS
+    whole = caption_use.caption_use_table(tmp_path).set_index("run").loc[["constant", "copy"]].reset_index()
+    pd.testing.assert_frame_equal(use, whole)
+    by_run = use.set_index("run")
+    assert by_run.loc["constant", "collapsed"] and by_run.loc["copy", "BLEU-4"] == pytest.approx(1.0)
+    assert caption_use.ranked_runs(use, ["copy", "constant"]) == ["copy"]
+    assert "left out of the ranking as collapsed" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="missing"):
+        caption_use.caption_use_of_runs(["copy", "missing"], runs_root=tmp_path)

@@ -269,3 +269,43 @@ def test_a_finished_detector_is_reused_by_the_one_rule_and_a_changed_setting_is_
         with pytest.raises(AssertionError, match="trained although"):
             cd.train_medcsra(demo_root, recipe, output_dir=out, epochs=1, max_steps=3)
     assert calls == [1] and "training again" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("head", ["medcsra", "csra"])
+def test_a_single_branch_model_outputs_that_branch_and_the_same_weights_fuse_in_both(head):
+    """The branch ablation of notebook 05: with the same weights, ``branches`` changes only which logits come out."""
+    x = torch.rand(2, 3, 64, 64)
+    outs = {}
+    for branches in ("both", "global", "attention"):
+        model = _model(head, branches=branches)  # same seed: same weights
+        with torch.no_grad():
+            outs[branches] = model(x)
+        assert outs[branches].logits.shape == (2, K) and model.branches == branches
+    both, glob, att = outs["both"], outs["global"], outs["attention"]
+    torch.testing.assert_close(glob.logits, glob.global_logits)
+    torch.testing.assert_close(att.logits, att.attention_logits)
+    torch.testing.assert_close(glob.global_logits, both.global_logits)
+    torch.testing.assert_close(att.attention_logits, both.attention_logits)
+    fused = (both.global_logits if head == "csra" else 0.9 * both.global_logits) + 0.1 * both.attention_logits
+    torch.testing.assert_close(both.logits, fused)
+    assert not torch.allclose(both.logits, glob.logits, atol=1e-4) and not torch.allclose(both.logits, att.logits,
+                                                                                         atol=1e-4)
+
+
+def test_an_unknown_branch_is_refused_and_the_branch_survives_save_and_load(tmp_path):
+    with pytest.raises(ValueError, match="branches must be one of"):
+        _model(branches="local")
+    model = _model(branches="attention")
+    x = torch.rand(2, 3, 64, 64)
+    model.save_pretrained(tmp_path / "m")
+    loaded = MedCSRA.from_pretrained(tmp_path / "m").eval()
+    assert loaded.branches == "attention" and loaded.head.branches == "attention"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, model(x).attention_logits)
+
+
+def test_the_recipe_branch_reaches_the_model():
+    from medcap_utils.training.medcsra import build_model
+
+    assert build_model({"backbone": "demo", "width": 8, "branches": "global"}, ["C1", "C2"]).branches == "global"
+    assert build_model({"backbone": "demo", "width": 8}, ["C1", "C2"]).branches == "both"

@@ -193,6 +193,14 @@ def test_resolved_values_equal_the_old_readers(key):
         expected = json.loads(json.dumps(old[key]))
         expected["stage2"]["train"].update(epochs=2, batch_size=32)
         _assert_same(expected, new, key)
+    elif key.startswith("blip|2q2t-2024.yaml|blip_large|demo|"):
+        # issue 17: the demo BLIP-large got its own size (demo.per_model.blip_large); before, it was built as the
+        # demo base. Everything else is as the old reader gave it.
+        import yaml
+
+        per_model = yaml.safe_load((RECIPES / "2q2t-2024.yaml").read_text())["demo"]["per_model"]["blip_large"]
+        assert set(per_model) == {"build"}
+        _assert_same(merge(old[key], per_model), new, key)
     else:
         _assert_same(old[key], new, key)
     if key.startswith("lstm"):
@@ -291,3 +299,37 @@ def test_every_shipped_recipe_reads_under_every_profile():
     """All sections x profiles x variants the notebooks can ask for resolve (the snapshot covers the same)."""
     keys = _snapshot_keys()
     assert len(keys) == 30 and len({k.split("|")[1] for k in keys}) == 6
+
+
+def test_the_demo_per_model_layer_sizes_blip_large_and_changes_nothing_else():
+    """Seed 000's base vs large in the demo (issue 17): the 2Q2T demo section holds both models' settings and
+    ``demo.per_model.blip_large`` only their size, so the two resolved recipes differ in the build alone."""
+    from medcap_utils.training.blip import load_blip_recipe
+
+    base = load_blip_recipe(RECIPES / "2q2t-2024.yaml", "blip_base", "demo")
+    large = load_blip_recipe(RECIPES / "2q2t-2024.yaml", "blip_large", "demo")
+    differ = {k for k in base if k not in ("train", "recipe_hash") and base[k] != large[k]}
+    assert differ == {"build"}
+    assert {k for k in base["build"] if base["build"][k] != large["build"][k]} == {"vision_hidden", "vision_layers"}
+    assert large["build"]["vision_hidden"] > base["build"]["vision_hidden"]
+    assert large["build"]["vision_layers"] > base["build"]["vision_layers"]
+    strip = {"recipe_hash"}
+    assert ({k: v for k, v in base["train"].to_dict().items() if k not in strip}
+            == {k: v for k, v in large["train"].to_dict().items() if k not in strip})
+    # the layer is the demo's only: the rocov2 large recipe has no build
+    assert load_blip_recipe(RECIPES / "2q2t-2024.yaml", "blip_large", "rocov2")["build"] == {}
+
+
+def test_a_per_model_layer_naming_no_model_section_or_a_bad_key_is_refused(tmp_path):
+    from medcap_utils.training.blip import load_blip_recipe
+    from medcap_utils.training.recipe import RecipeError
+
+    text = (RECIPES / "2q2t-2024.yaml").read_text()
+    wrong_model = tmp_path / "wrong_model.yaml"
+    wrong_model.write_text(text.replace("    blip_large:               # as BLIP-large", "    blip_huge:  # as"))
+    with pytest.raises(RecipeError, match=r"demo\.per_model: expected a mapping of model sections.*blip_huge"):
+        load_blip_recipe(wrong_model, "blip_base", "demo")
+    wrong_key = tmp_path / "wrong_key.yaml"
+    wrong_key.write_text(text.replace("build: {vision_hidden: 192", "biuld: {vision_hidden: 192"))
+    with pytest.raises(RecipeError, match=r"demo\.per_model\.blip_large\.biuld: unknown key"):
+        load_blip_recipe(wrong_key, "blip_large", "demo")

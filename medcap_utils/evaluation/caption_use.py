@@ -10,7 +10,9 @@ learning the corpus' phrasing:
   moved to other images by a fixed-seed derangement: a model that ignores the image loses ~nothing.
 
 :func:`caption_use_table` does both for every caption run under a runs folder, one PTB tokenizer
-call (one Java start) per dataset split, so notebook 08 pays seconds, not a Java start per run.
+call (one Java start) per dataset split, so notebook 08 pays seconds, not a Java start per run;
+:func:`caption_use_of_runs` does the same for a notebook's own runs (02-07 show it beside their scores) and
+:func:`ranked_runs` leaves the collapsed ones out of a ranking, saying which.
 """
 from __future__ import annotations
 
@@ -95,10 +97,13 @@ def shuffle_drop(gts: dict, runs: dict, seed: int = 0) -> dict:
     return out
 
 
-def _caption_runs(runs_root) -> dict:
-    """``{(data_dir, split): {run: {id: caption}}}`` for every readable caption run."""
+def _caption_runs(runs_root=None, run_dirs=None) -> dict:
+    """``{(data_dir, split): {run: {id: caption}}}`` for every readable caption run under ``runs_root`` (or in
+    ``run_dirs``, the folders themselves)."""
     groups: dict = {}
-    for run_json in sorted(Path(runs_root).glob("*/run.json")):
+    run_jsons = (sorted(Path(runs_root).glob("*/run.json")) if run_dirs is None
+                 else [Path(d) / "run.json" for d in run_dirs])
+    for run_json in run_jsons:
         try:
             info, run_file = read_run_dir(run_json.parent)
             if info.get("task") != "captions":
@@ -113,11 +118,50 @@ def _caption_runs(runs_root) -> dict:
 def caption_use_table(runs_root, seed: int = 0, shuffle: bool = True) -> pd.DataFrame:
     """One row per caption run: :func:`caption_counts` and, with ``shuffle`` and the references found,
     :func:`shuffle_drop` (NaN where the run's data_dir has no caption file for its split)."""
+    return _use_table(_caption_runs(runs_root), seed, shuffle)
+
+
+def caption_use_of_runs(runs, seed: int = 0, shuffle: bool = True, runs_root=None) -> pd.DataFrame:
+    """:func:`caption_use_table`'s columns for the named caption runs only (notebooks 02-07 show their own runs
+    beside their scores): ``runs`` are run folders, or names under ``runs_root`` (default: the reports' runs
+    folder), one row each in the order given. A name with no readable caption run is an error, not a gap."""
+    from medcap_utils.paths import reports_dir
+
+    root = Path(runs_root) if runs_root is not None else reports_dir("runs")
+    dirs = [Path(r) if Path(r).is_absolute() else root / r for r in runs]
+    table = _use_table(_caption_runs(run_dirs=dirs), seed, shuffle)
+    missing = [d.name for d in dirs if d.name not in set(table["run"])]
+    if missing:
+        raise FileNotFoundError(f"no readable caption run for {missing} under {root}")
+    return table.set_index("run").loc[[d.name for d in dirs]].reset_index()
+
+
+def describe(use: pd.DataFrame) -> pd.DataFrame:
+    """Print the rule (a collapsed run is labelled, never ranked) and which of ``use``'s runs are collapsed; return
+    ``use`` rounded for display (notebooks 02-07, beside their score tables)."""
+    collapsed = list(use.loc[use["collapsed"].astype(bool), "run"])
+    print(f"A run is labelled collapsed when it {COLLAPSED_NOTE}; it is not ranked. The 'drop' columns are the "
+          "metric lost when the captions are moved to other images: near 0 means the captions ignore the image.")
+    print(f"collapsed here: {', '.join(collapsed)}" if collapsed else "collapsed here: none")
+    return use.round(4)
+
+
+def ranked_runs(use: pd.DataFrame, runs) -> list:
+    """``runs`` without the collapsed ones of ``use`` (a :func:`caption_use_of_runs` table), printing which were
+    left out: a collapsed run is labelled, never ranked."""
+    collapsed = set(use.loc[use["collapsed"].astype(bool), "run"])
+    excluded = [r for r in runs if r in collapsed]
+    print(f"left out of the ranking as collapsed ({COLLAPSED_NOTE}): {', '.join(excluded)}" if excluded
+          else "no run collapsed: all ranked")
+    return [r for r in runs if r not in collapsed]
+
+
+def _use_table(groups: dict, seed: int, shuffle: bool) -> pd.DataFrame:
     from medcap_utils.data.rocov2 import read_captions, split_files
     from medcap_utils.paths import resolve
 
     rows = []
-    for (data_dir, split), runs in _caption_runs(runs_root).items():
+    for (data_dir, split), runs in groups.items():
         drops: dict = {}
         if shuffle and data_dir and split:
             gt_path = split_files(resolve(data_dir), split)["captions"]

@@ -1,6 +1,7 @@
 """Notebook ``05_concept_detection_medcsra``'s steps (seed 002, UIT-Oggy 2025, section 5.2): reading the MedCSRA
 recipe, the class table, the validation threshold with the paper's choice beside it, the per-concept table and what
-the attention figure shows (its rows, classes, titles and the demo's finding boxes).
+the attention figure shows (its rows, classes, titles and the demo's finding boxes), and the branch ablation (each
+branch alone, trained with the two-branch model's recipe).
 
 Only notebook 05 reads ``configs/recipes/medcsra-2025.yaml``, so its reader lives here; the data, training and
 thresholding are :mod:`medcap_utils.training.medcsra`, the figures :mod:`medcap_utils.analysis.medcsra_maps`.
@@ -13,6 +14,8 @@ import pandas as pd
 
 from medcap_utils.analysis.medcsra_maps import top_class
 from medcap_utils.data.rocov2 import MODALITY_CUIS
+from medcap_utils.evaluation.evaluate import evaluate_concepts
+from medcap_utils.evaluation.runfiles import write_run_dir
 from medcap_utils.metrics.concepts import per_concept_table
 from medcap_utils.paths import resolve
 from medcap_utils.training import medcsra as cd
@@ -21,6 +24,8 @@ from medcap_utils.training import medcsra as cd
 PAPER_THRESHOLD = 0.35
 #: the demo generator's finding boxes (real ROCOv2 has none) and their columns
 DEMO_TRUTH = "test_demo_truth.csv"
+#: the single-branch models of the ablation (the two-branch model is notebook 05's main one)
+ABLATION_BRANCHES = ("global", "attention")
 BOX_COLUMNS = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
 
 
@@ -80,3 +85,40 @@ def attention_panels(root: Path, test, probs_test, classes, names: dict, n: int)
     demo_truth = pd.read_csv(truth_path).set_index("ID") if truth_path.exists() else None
     boxes = [tuple(demo_truth.loc[test.ids[r], BOX_COLUMNS]) if demo_truth is not None else None for r in rows_shown]
     return rows_shown, top_classes, titles, boxes
+
+
+def branch_ablation(root: Path, recipe: dict, model_dir: str, run_name: str, data_dir: str, test, both: dict,
+                    **train_overrides) -> pd.DataFrame:
+    """Seed 002's two-branch model against each branch alone: every single-branch model is trained with the
+    two-branch model's recipe (only ``model.branches`` differs; saved beside it as ``<model_dir>-<branch>`` and
+    reused by the same rule), its threshold chosen by the same validation sweep (per-image F1), and its test
+    concepts written as run ``<run_name>-<branch>-test``. ``both``: the two-branch model's ``threshold``,
+    ``predictions`` (test) and ``seconds``. One row per model: per-image F1 (mean, the official score), micro-F1."""
+    gt, gt_manual = test.ground_truth(), test.ground_truth("cuis_manual")
+    rows = [{"branches": "both (paper)", "threshold": both["threshold"],
+             **_scores(gt, both["predictions"], gt_manual), "train_s": both["seconds"], "run": f"{run_name}-test"}]
+    for branch in ABLATION_BRANCHES:
+        single = {**recipe, "model": {**recipe["model"], "branches": branch}}
+        run = cd.train_medcsra(root, single, output_dir=f"{model_dir}-{branch}", **train_overrides)
+        probs_valid = cd.predict_probs(run.model, run.valid, run.recipe)
+        curve = cd.threshold_curve(probs_valid, run.valid.ids, run.classes.cuis, run.valid.ground_truth(),
+                                   recipe.get("thresholds", cd.THRESHOLDS))
+        threshold = cd.best_threshold(curve, "f1_per_image")
+        predictions = cd.probs_to_concepts(cd.predict_probs(run.model, test, run.recipe), test.ids,
+                                           run.classes.cuis, threshold)
+        name = f"{run_name}-{branch}-test"
+        write_run_dir(name, "concepts", "test", data_dir, predictions,
+                      {"model": "MedCSRA", "branches": branch, "head": recipe["model"].get("head"),
+                       "threshold": threshold, "classes": len(run.classes), "best_epoch": run.best.get("epoch"),
+                       "model_dir": f"{model_dir}-{branch}"})
+        rows.append({"branches": f"{branch} only", "threshold": threshold, **_scores(gt, predictions, gt_manual),
+                     "train_s": run.wall_time_s, "run": name})
+    return pd.DataFrame(rows)
+
+
+def _scores(gt: dict, predictions: dict, gt_manual: dict) -> dict:
+    result = evaluate_concepts(gt, predictions, gt_manual)
+    scores, ci = result["scores"], result["ci"].get("f1_primary", {})
+    return {"per-image F1 (mean)": scores["f1_primary"],
+            "per-image F1 95% CI": f"[{ci.get('low', float('nan')):.3f}, {ci.get('high', float('nan')):.3f}]",
+            "micro-F1": scores["f1_micro"]}

@@ -20,6 +20,11 @@ from medcap_utils.decoding.config import DecodingConfig
 from medcap_utils.evaluation.evaluate import evaluate_captions
 from medcap_utils.evaluation.runfiles import write_run_dir
 from medcap_utils.paths import resolve
+from medcap_utils.training.blip import load_blip_recipe
+from medcap_utils.training.sanity import require
+
+#: seed 000's recipe: notebook 02 trains base and large from it, notebook 04 compares them
+RECIPE_2Q2T = "configs/recipes/2q2t-2024.yaml"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,38 @@ class GridSetting:
 DECODING_GRID = tuple(GridSetting(name, f"({i})", DecodingConfig(num_beams=beams, no_repeat_ngram_size=3))
                       for i, (name, beams) in enumerate([("greedy", 1), ("beam3", 3), ("beam4", 4), ("beam5", 5),
                                                           ("beam10", 10)], start=1))
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def recipe_differences(profile: str, recipe: str = RECIPE_2Q2T) -> pd.DataFrame:
+    """Every resolved recipe setting in which the ``blip_base`` and ``blip_large`` sections differ under
+    ``profile`` (one row each: setting, base, large; the hashes and output folders left out). In the demo only
+    the size may differ (``demo.per_model``): anything else raises, so the comparison stays like for like."""
+    rows = []
+    sides = {}
+    for key in ("blip_base", "blip_large"):
+        resolved = load_blip_recipe(recipe, key, profile)
+        sides[key] = _flat({**{k: v for k, v in resolved.items() if k not in ("train", "recipe_hash")},
+                            "train": {k: v for k, v in resolved["train"].to_dict().items()
+                                      if k not in ("recipe_hash", "output_dir")}})
+    for name in sorted(set(sides["blip_base"]) | set(sides["blip_large"])):
+        base, large = sides["blip_base"].get(name), sides["blip_large"].get(name)
+        if base != large:
+            rows.append({"setting": name, "base": base, "large": large})
+    frame = pd.DataFrame(rows, columns=["setting", "base", "large"])
+    if profile == "demo":
+        others = [s for s in frame["setting"] if not s.startswith("build.")]
+        require(not others, f"the demo's BLIP base and large differ in more than their size: {others}")
+    return frame
 
 
 def paper_table1() -> pd.DataFrame:

@@ -9,6 +9,7 @@ Two attention heads are offered:
   gives one weight per position and channel, the weighted features are summed over positions with
   ``einsum`` and a linear layer maps them to class logits. The attention is *not* class-specific.
   Fusion: ``logits = (1 - lam) * global + lam * attention`` with ``lam = 0.1``.
+  ``branches="global"`` or ``"attention"`` outputs one branch's logits alone (the ablation of notebook 05).
 * ``head="csra"`` — the original class-specific residual attention of Zhu & Wu, ICCV 2021 (seed
   002's reference [24]; the paper credits "Fang et al."): one 1x1 classifier per class gives a score
   per position, a softmax with temperature T over positions gives a class-specific attention map,
@@ -29,6 +30,20 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
 HEADS = ("medcsra", "csra")
+#: which branches' logits a model outputs: the paper's fusion of both, or one branch alone (seed 002's two-branch
+#: claim needs the ablation: notebook 05 trains each branch alone with the same recipe)
+BRANCHES = ("both", "global", "attention")
+
+
+def fuse(global_logits: torch.Tensor, attention_logits: torch.Tensor, lam: float, branches: str,
+         residual: bool = False) -> torch.Tensor:
+    """The output logits: ``both`` fuses as the head does (MedCSRA ``(1 - lam) g + lam a``, CSRA ``g + lam a``);
+    ``global`` / ``attention`` return that branch's logits alone."""
+    if branches == "global":
+        return global_logits
+    if branches == "attention":
+        return attention_logits
+    return (global_logits if residual else (1 - lam) * global_logits) + lam * attention_logits
 
 
 def load_resnet_backbone(name_or_path: str = "microsoft/resnet-101") -> ResNetModel:
@@ -72,9 +87,10 @@ class MedCSRAOutput:
 class MedCSRAHead(nn.Module):
     """Seed 002's dual branch: GAP -> linear, and sigmoid(linear(features)) -> einsum -> linear."""
 
-    def __init__(self, channels: int, num_classes: int, lam: float = 0.1):
+    def __init__(self, channels: int, num_classes: int, lam: float = 0.1, branches: str = "both"):
         super().__init__()
         self.lam = lam
+        self.branches = branches
         self.global_fc = nn.Linear(channels, num_classes)
         self.attention_proj = nn.Linear(channels, channels)  # "fully connected layer with 1024 outputs"
         self.attention_fc = nn.Linear(channels, num_classes)
@@ -87,7 +103,7 @@ class MedCSRAHead(nn.Module):
         # Weighted *sum* over positions, as in the authors' code (the paper does not say sum or mean).
         attended = torch.einsum("bcn,bnc->bc", flat, attention)
         attention_logits = self.attention_fc(attended)
-        logits = (1 - self.lam) * global_logits + self.lam * attention_logits
+        logits = fuse(global_logits, attention_logits, self.lam, self.branches)
         return MedCSRAOutput(logits, global_logits, attention_logits, attention, (h, w))
 
     def class_maps(self, out: MedCSRAOutput, features: torch.Tensor, class_index: int) -> torch.Tensor:
@@ -108,9 +124,11 @@ class CSRAHead(nn.Module):
     ``temperature=math.inf`` is their T = infinity case (max pooling of the class scores).
     """
 
-    def __init__(self, channels: int, num_classes: int, lam: float = 0.1, temperature: float = 1.0):
+    def __init__(self, channels: int, num_classes: int, lam: float = 0.1, temperature: float = 1.0,
+                 branches: str = "both"):
         super().__init__()
         self.lam = lam
+        self.branches = branches
         self.temperature = temperature
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1, bias=False)
 
@@ -125,7 +143,7 @@ class CSRAHead(nn.Module):
         else:
             attention = torch.softmax(scores * self.temperature, dim=2)
         attention_logits = (scores * attention).sum(dim=2)
-        logits = base + self.lam * attention_logits
+        logits = fuse(base, attention_logits, self.lam, self.branches, residual=True)
         return MedCSRAOutput(logits, base, attention_logits, attention, (h, w))
 
     def class_maps(self, out: MedCSRAOutput, features: torch.Tensor, class_index: int) -> torch.Tensor:
@@ -138,18 +156,21 @@ class MedCSRA(nn.Module):
 
     def __init__(self, backbone: ResNetModel, num_classes: int, head: str = "medcsra",
                  lam: float = 0.1, temperature: float = 1.0, freeze_early_stages: bool = True,
-                 classes: list[str] | None = None):
+                 classes: list[str] | None = None, branches: str = "both"):
         super().__init__()
         self.classes = classes  # the CUI of each output, saved with the weights
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if branches not in BRANCHES:
+            raise ValueError(f"branches must be one of {BRANCHES}, got {branches!r}")
+        self.branches = branches
         self.backbone = backbone
         self.channels = backbone.config.hidden_sizes[-1]  # 2048 for ResNet-101 (paper: 1024)
         self.num_classes = num_classes
         self.head_type = head
         self.temperature = temperature
-        self.head = (MedCSRAHead(self.channels, num_classes, lam) if head == "medcsra"
-                     else CSRAHead(self.channels, num_classes, lam, temperature))
+        self.head = (MedCSRAHead(self.channels, num_classes, lam, branches) if head == "medcsra"
+                     else CSRAHead(self.channels, num_classes, lam, temperature, branches))
         if freeze_early_stages:
             freeze_all_but_last_stage(backbone)
 
@@ -179,7 +200,7 @@ class MedCSRA(nn.Module):
         out = Path(out_dir)
         meta = {"num_classes": self.num_classes, "head": self.head_type, "lam": self.lam,
                 "temperature": None if math.isinf(self.temperature) else self.temperature,
-                "classes": self.classes}
+                "classes": self.classes, "branches": self.branches}
         with atomic_directory(out) as tmp:
             self.backbone.save_pretrained(tmp / "backbone")
             torch.save(self.head.state_dict(), tmp / "head.pt")
@@ -197,13 +218,16 @@ class MedCSRA(nn.Module):
         meta = json.loads((d / "medcsra.json").read_text())
         temperature = math.inf if meta["temperature"] is None else meta["temperature"]
         model = cls(load_resnet_backbone(d / "backbone"), meta["num_classes"], meta["head"],
-                    meta["lam"], temperature, classes=meta["classes"])
+                    meta["lam"], temperature, classes=meta["classes"],
+                    branches=meta.get("branches", "both"))  # folders saved before the option: both
         model.head.load_state_dict(torch.load(d / "head.pt", map_location="cpu"))
         return model
 
 
 def build_medcsra(backbone: str | ResNetConfig, num_classes: int, head: str = "medcsra",
-                  lam: float = 0.1, temperature: float = 1.0, classes: list[str] | None = None) -> MedCSRA:
+                  lam: float = 0.1, temperature: float = 1.0, classes: list[str] | None = None,
+                  branches: str = "both") -> MedCSRA:
     """A fresh detector: ``backbone`` is a hub id / directory (pretrained) or a config (random init)."""
     net = ResNetModel(backbone) if isinstance(backbone, ResNetConfig) else load_resnet_backbone(backbone)
-    return MedCSRA(net, num_classes, head=head, lam=lam, temperature=temperature, classes=classes)
+    return MedCSRA(net, num_classes, head=head, lam=lam, temperature=temperature, classes=classes,
+                   branches=branches)

@@ -172,7 +172,8 @@ def build_model(model: dict, classes: list[str]) -> MedCSRA:
     """``model.backbone`` is a hub id or a directory; ``"demo"`` builds the tiny random ResNet."""
     backbone = demo_resnet_config(int(model.get("width", 16))) if model["backbone"] == "demo" else model["backbone"]
     return build_medcsra(backbone, len(classes), head=model.get("head", "medcsra"), lam=float(model.get("lam", 0.1)),
-                         temperature=float(model.get("temperature", 1.0)), classes=list(classes))
+                         temperature=float(model.get("temperature", 1.0)), classes=list(classes),
+                         branches=model.get("branches") or "both")
 
 
 @dataclass

@@ -15,7 +15,8 @@ Merge rule, lowest first (later layers win, mappings merge key by key at every d
 lists, scalars, ``null`` — replaces)::
 
     schema defaults (BLIP only, the old MODEL_DEFAULTS) < paper (or the model section) < authors_code
-    (variant "authors_code") < profile section (``demo:`` when profile == "demo") < variants[variant] < overrides
+    (variant "authors_code") < profile section (``demo:`` when profile == "demo") < the profile section's
+    ``per_model.<model section>`` (model-keyed files) < variants[variant] < overrides
 
 Only the paper layer must be complete: it must contain every required section (a model section without
 ``train:`` is refused instead of training with library defaults) and every ``train:`` mapping of the merged
@@ -53,6 +54,9 @@ from medcap_utils.training.config import TrainConfig
 PROFILES = ("demo", "rocov2")
 #: Top-level keys of a model-keyed file that are not model sections.
 NON_MODEL_KEYS = {"authors_code", "variants", "differences", "comparison_models", "notes", *PROFILES}
+#: Key of a profile section holding, per model section, what that profile sets for that model only (merged right
+#: after the profile section): e.g. the demo BLIP-large's size, the one thing that differs from the demo base.
+PER_MODEL = "per_model"
 #: A recipe's ``train:`` mapping must state these: the library defaults (1 epoch, lr 1e-4, batch 8) are no
 #: paper's values.
 TRAIN_REQUIRED = ("epochs", "lr", "batch_size")
@@ -241,7 +245,19 @@ def _layers(data: dict, file: str, model: str | None, profile: str, variant: str
             raise RecipeError(f"{file}: authors_code: variant 'authors_code' asked for, the file has no such section")
         layers.append(("authors_code", data["authors_code"]))
     if profile in data:
-        layers.append((profile, data[profile]))
+        section = data[profile]
+        per_model = {}
+        if isinstance(section, dict) and PER_MODEL in section:
+            section = {k: v for k, v in section.items() if k != PER_MODEL}
+            per_model = data[profile][PER_MODEL] or {}
+            sections = sorted(set(data) - NON_MODEL_KEYS - {"paper"})
+            if not isinstance(per_model, dict) or set(per_model) - set(sections):
+                bad = per_model if not isinstance(per_model, dict) else sorted(set(per_model) - set(sections))[0]
+                raise RecipeError(f"{file}: {profile}.{PER_MODEL}: expected a mapping of model sections "
+                                  f"{sections}, found {bad!r}")
+        layers.append((profile, section))
+        if model in per_model:  # what this profile sets for one model only (the demo BLIP-large's size)
+            layers.append((f"{profile}.{PER_MODEL}.{model}", per_model[model]))
     if variant not in (None, "paper", "authors_code"):
         variants = data.get("variants") or {}
         if variant not in variants:

@@ -58,6 +58,7 @@ class MedcsraModel:
     lam: float | None = None
     temperature: float | None = None
     width: int | None = None  # demo backbone only
+    branches: str | None = None  # "both" (None: the paper's fusion) | "global" | "attention": notebook 05's ablation
 
 
 @dataclass
