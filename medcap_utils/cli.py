@@ -45,6 +45,8 @@ COMMANDS: dict[str, Command] = {
     "badges": Command("medcap_utils.runner.colab",
                       "write or check the notebooks' Colab badges (make badges)"),
     "models": Command("medcap_utils.hub", "list or download a profile's hub checkpoints (make models)"),
+    "standins": Command("medcap_utils.training.standins",
+                        "pretrain the demo's stand-in models on the general synthetic domain"),
 }
 
 
