@@ -158,3 +158,16 @@ def test_standin_is_reused_while_its_recipe_is_unchanged_and_rebuilt_when_it_cha
     assert "recipe (or vocabulary source) changed" in capsys.readouterr().out
     assert rebuilt["recipe_hash"] != info["recipe_hash"] and rebuilt["train"]["lr"] == 1e-3
     assert json.loads((out / "standin.json").read_text())["key"] == rebuilt["key"]
+
+
+def test_a_recipe_naming_a_missing_stand_in_says_which_command_builds_it(tmp_path, monkeypatch):
+    from medcap_utils.training.blip import start_model
+
+    monkeypatch.setenv("MEDCAP_ROOT", str(tmp_path))  # a checkout where `medcap standins` has not run
+    with pytest.raises(FileNotFoundError, match=r"blip-captioning-general: no finished stand-in.*medcap standins"):
+        start_model({"model": "models/standins/blip-captioning-general"}, "data/demo", tmp_path / "out")
+    half = tmp_path / "models" / "standins" / "blip-captioning-general"
+    half.mkdir(parents=True)
+    (half / "config.json").write_text("{}")  # a build killed before its checksums: refused the same way
+    with pytest.raises(FileNotFoundError, match="medcap standins"):
+        start_model({"model": "models/standins/blip-captioning-general"}, "data/demo", tmp_path / "out")
