@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
     "claims": Command("medcap_utils.evaluation.claims_report",
                       "each paper's claims with measured verdicts (make claims)"),
     "models": Command("medcap_utils.hub", "list or download a profile's hub checkpoints (make models)"),
+    "standins": Command("medcap_utils.training.standins",
+                        "pretrain the demo's stand-in models on the general synthetic domain"),
 }
 
 

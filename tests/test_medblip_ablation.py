@@ -78,3 +78,26 @@ def test_zero_shot_model_too_big_for_the_gpu_is_skipped_before_loading(tmp_path,
     captioner, info = ab.baseline_captioner("instructblip", str(folder))
     assert captioner is None
     assert "skipped" in info["skipped"] and "T4" in info["skipped"] and "GiB" in info["skipped"]
+
+
+def test_notebook_03_trains_with_the_recipe_demo_section_and_prints_it():
+    """Issue 17: 03's parameters no longer override the recipe's demo section (zeros = the recipe's); BLIP starts
+    from the pretrained stand-in; only the comparison models keep from-scratch settings, and both are printed."""
+    import json
+
+    from medcap_utils.paths import repo_root
+
+    cells = json.loads((repo_root() / "notebooks" / "03_medblip_ablation.ipynb").read_text())["cells"]
+    params = "".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"])
+    for line in ("epochs: int = 0", "lr: float = 0.0", "batch_size: int = 0", "warmup_steps: int = 0",
+                 "width: int = 0"):
+        assert line in params, line
+    recipe = ab.ablation_recipe("demo", width=32)
+    assert recipe["model"] == "models/standins/blip-captioning-general" and recipe["build"] == {}  # width: not BLIP's
+    cfg, comparison = recipe["train"], ab.comparison_config(recipe, "demo")
+    assert cfg.lr < comparison.lr == ab.COMPARISON_DEMO_TRAIN["lr"]
+    assert ab.comparison_config(ab.ablation_recipe("rocov2"), "rocov2") == ab.ablation_recipe("rocov2")["train"]
+    text = ab.settings_text(recipe, "demo")
+    assert f"lr {cfg.lr:g}" in text and f"lr {comparison.lr:g}" in text and recipe["model"] in text
+    overridden = ab.ablation_recipe("demo", epochs=5, lr=1e-2)
+    assert (overridden["train"].epochs, overridden["train"].lr) == (5, 1e-2)  # a parameter set on purpose still wins

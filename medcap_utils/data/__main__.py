@@ -1,4 +1,5 @@
-"""``python -m medcap_utils.data check DIR`` | ``synth --out DIR --seed N`` | ``cache DIR --size N`` |
+"""``python -m medcap_utils.data check DIR`` | ``synth --out DIR --seed N`` | ``synth-general --out DIR --seed N`` |
+``cache DIR --size N`` |
 ``subset --out DIR [--source ID|DIR] [--seed N] [--n-train N --n-valid N --n-test N]``.
 
 Exit status: 0 done (``check``: no problem), 1 problems found or data that cannot be used (one line on
@@ -28,6 +29,13 @@ def main(argv=None, prog: str | None = None) -> int:
     synth.add_argument("--n-valid", type=int, default=200)
     synth.add_argument("--n-test", type=int, default=200)
     synth.add_argument("--zip", action="store_true", help="also write {split}_images.zip like Zenodo")
+
+    general = sub.add_parser("synth-general", help="write the general synthetic domain (coloured shapes), the demo's "
+                                                   "stand-in for web images, on which `medcap standins` pretrains")
+    general.add_argument("--out", default="data/general")
+    general.add_argument("--seed", type=int, default=0)
+    general.add_argument("--n-train", type=int, default=3000)
+    general.add_argument("--n-valid", type=int, default=300)
 
     cache = sub.add_parser("cache", help="build the uint8 image cache for a resolution")
     cache.add_argument("root")
@@ -74,6 +82,13 @@ def main(argv=None, prog: str | None = None) -> int:
                              n_test=args.n_test, zip_images=args.zip)
         print(summary)
         print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+        return 0
+    if args.command == "synth-general":
+        from medcap_utils.data.synth_general import synthesize_general
+
+        summary = synthesize_general(args.out, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
+        print(summary)
+        print(f"wrote {args.out} in {summary['seconds']:.1f} s")
         return 0
     if args.command == "cache":
         from medcap_utils.data.cache import get_image_cache

@@ -6,8 +6,10 @@ frozen) is close to it at about 5% less training time. Variants share one start 
 configuration and one data order, so their times and scores compare. Every model's test captions are
 written as a run directory (``reports/runs/medblip_<name>/``) for notebook 08. Used by notebook 03.
 
-Demo profile: no pretrained weights exist offline, so "zero-shot" is the untrained start model and the
-comparison models are small random configurations trained on the demo data like the BLIP variants;
+Demo profile: no hub weights exist offline, so BLIP starts from its pretrained stand-in (``medcap standins``:
+a small BLIP pretrained on the general synthetic domain, the recipe's ``demo: model``), reached through the same
+code path as a hub id; "zero-shot" is that stand-in applied to medical images. The comparison models have no
+stand-in yet: they are small random configurations trained on the demo data (:data:`COMPARISON_DEMO_TRAIN`);
 every such row says so in its ``setting`` column.
 """
 from __future__ import annotations
@@ -181,32 +183,52 @@ def time_table(infos: list[dict]) -> pd.DataFrame:
 
 RECIPE = "configs/recipes/medblip-2025.yaml"
 
-#: Notebook 03's demo defaults over the recipe's ``demo`` section: four BLIP variants and three
-#: comparison models must train in about two minutes on two CPU cores, so the models are narrower
-#: and train for 150 steps (from scratch, hence the high learning rate). Notebook 04 rebuilds the
-#: same "full" model from them when notebook 03 has not run.
-DEMO_OVERRIDES = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_steps": 10, "width": 64, "train_limit": 0}
+#: Demo only: how the comparison models (ViT-GPT2, BLIP-2, InstructBLIP) are trained. They have no pretrained
+#: stand-in yet, so they still train from random weights, with the from-scratch settings notebook 03 used before
+#: BLIP got its stand-in (a high learning rate, 2 epochs); BLIP's variants train with the recipe's ``demo:`` section.
+COMPARISON_DEMO_TRAIN = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_steps": 10}
+COMPARISON_DEMO_WIDTH = 64  # hidden size of the demo comparison models (notebook 03's ``width``: 0 means this)
 
 
 def ablation_recipe(profile: str = "demo", recipe_path: str | Path = RECIPE, width: int | None = None,
                     **train_overrides) -> dict:
-    """The MedBLIP recipe for ``profile`` (``blip`` section, plus its ``demo`` section in the demo),
-    with notebook 03's overrides: ``width`` = hidden size of the demo BLIP (demo only) and TrainConfig
-    fields (zeros / None mean "the recipe's value")."""
+    """The MedBLIP recipe for ``profile`` (``blip`` section, plus its ``demo`` section in the demo), with notebook
+    03's TrainConfig overrides (zeros / None mean "the recipe's value"). ``width`` changes the hidden size only of
+    a demo BLIP built from scratch (a recipe with ``model: null``); a pretrained stand-in keeps its own."""
     from medcap_utils.training.blip import load_blip_recipe
 
     recipe = load_blip_recipe(recipe_path, "blip", profile, **{k: v for k, v in train_overrides.items() if v})
-    if profile == "demo" and width:
+    if profile == "demo" and width and not recipe["model"]:
         recipe["build"] = {**recipe["build"], "vision_hidden": width, "text_hidden": width}
     recipe["train"] = recipe["train"].replace(progress=False, output_dir=None)
     return recipe
+
+
+def comparison_config(recipe: dict, profile: str = "demo"):
+    """The TrainConfig of the trained comparison models: the recipe's, with :data:`COMPARISON_DEMO_TRAIN` over it in
+    the demo (they start from random weights, BLIP from its stand-in)."""
+    return recipe["train"].replace(**COMPARISON_DEMO_TRAIN) if profile == "demo" else recipe["train"]
+
+
+def settings_text(recipe: dict, profile: str = "demo") -> str:
+    """The resolved settings notebook 03 trains with, one line each (printed by the notebook)."""
+    cfg, comp = recipe["train"], comparison_config(recipe, profile)
+    start = recipe["model"] or f"demo BLIP built from scratch {recipe['build']}"
+    return "\n".join([
+        f"BLIP start model: {start}",
+        f"BLIP variants: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, warmup {cfg.warmup_steps} steps, "
+        f"{cfg.scheduler} schedule, weight decay {cfg.weight_decay:g}, image size {recipe['image_size']}, "
+        f"max_length {recipe['max_length']}",
+        f"comparison models: {comp.epochs} epochs, batch {comp.batch_size}, lr {comp.lr:g}, warmup {comp.warmup_steps}",
+        f"decoding: {recipe['decoding']}"])
 
 
 def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Path, recipe: dict | None = None,
                           train=None, retrain: bool = False):
     """``(model, processor, info)`` of one variant, saved in ``out_dir/<variant>`` (loaded when
     :func:`medcap_utils.training.reuse.should_reuse` says so, trained otherwise). ``recipe`` defaults to the
-    demo recipe with :data:`DEMO_OVERRIDES`; ``train`` to the whole training split. Used by notebooks 03 and 04."""
+    demo recipe (its ``demo:`` section, as notebook 03's defaults); ``train`` to the whole training split. Used by
+    notebooks 03 and 04."""
     import json
 
     from medcap_utils.atomic import atomic_directory
@@ -218,8 +240,7 @@ def load_or_train_variant(variant: str, data_dir: str | Path, out_dir: str | Pat
 
     path = Path(resolve(out_dir)) / variant
     if recipe is None:
-        recipe = ablation_recipe("demo", width=DEMO_OVERRIDES["width"],
-                                 **{k: DEMO_OVERRIDES[k] for k in ("epochs", "lr", "batch_size", "warmup_steps")})
+        recipe = ablation_recipe("demo")
     if should_reuse(path, recorded_settings(recipe),
                     lambda: json.loads((path / "train_info.json").read_text()).get("settings"), retrain, "variant"):
         model, processor = load_blip(path)

@@ -128,15 +128,32 @@ def finetune_blip(model, processor, train, cfg: TrainConfig, valid=None, max_len
                    trainable_params=trainable, on_step=on_step, sampler=sampler)
 
 
+#: Where ``medcap standins`` saves the demo's pretrained stand-ins (configs/recipes/standins.yaml), repository-relative.
+STANDINS_DIR = "models/standins"
+
+
+def model_source(model: str) -> str:
+    """A recipe's ``model`` as ``load_blip`` takes it: an existing folder (repository-relative or absolute) as its
+    absolute path, anything else as a hub id. A stand-in folder that is missing or half-written raises
+    FileNotFoundError naming ``medcap standins``, the command that builds it."""
+    path = Path(resolve(model))
+    standin = Path(model).as_posix().startswith(STANDINS_DIR + "/") or STANDINS_DIR in path.as_posix()
+    if standin and not is_complete(path):
+        raise FileNotFoundError(f"{path}: no finished stand-in model there; build it with `medcap standins` "
+                                "(notebook 00 runs it; configs/recipes/standins.yaml says how)")
+    return str(path) if path.is_dir() else model
+
+
 def start_model(recipe: dict, data_dir: str | Path, out_dir: str | Path) -> str:
-    """Where a recipe's training starts (notebooks 02, 03, 04): the recipe's ``model`` (hub id or directory)
-    when set, otherwise the demo BLIP built offline once in ``out_dir/init`` (its WordPiece trained on the
-    training captions; ``load_blip`` of the returned path gives the model and processor)."""
+    """Where a recipe's training starts (notebooks 02, 03, 04): the recipe's ``model`` (hub id, or a directory
+    such as a demo stand-in, see :func:`model_source`) when set, otherwise the demo BLIP built offline once in
+    ``out_dir/init`` (its WordPiece trained on the training captions; ``load_blip`` of the returned path gives the
+    model and processor)."""
     from medcap_utils.data.rocov2 import split_frame
     from medcap_utils.models.blip import build_demo_blip
 
     if recipe["model"]:
-        return recipe["model"]
+        return model_source(recipe["model"])
     init = Path(resolve(out_dir)) / "init"
     if not is_complete(init):  # built whole or not at all; a folder left by a kill before this is rebuilt
         captions = split_frame(resolve(data_dir), "train")["caption"].tolist()

@@ -194,3 +194,35 @@ class LstmRecipe:
     augment: LstmAugment
     train: TrainConfig
     decoding: DecodingConfig  # the LSTM's search: num_beams and max_new_tokens
+
+
+# ------------------------------------------------------------------- demo stand-ins (standins.yaml, issue 17)
+
+@dataclass
+class StandinData:
+    """The general synthetic domain a stand-in is pretrained on (``medcap_utils.data.synth_general``)."""
+    dir: str  # repository-relative; built with these settings when missing
+    seed: int = 0
+    n_train: int = 3000
+    n_valid: int = 300
+
+
+@dataclass
+class StandinBlip:
+    """The BLIP captioner stand-in (``blip-captioning-general``): MiniLM text decoder, small ViT, LM pretraining."""
+    train: TrainConfig
+    out: str  # repository-relative model folder
+    data: StandinData
+    vocab_from: list[str]  # data folders whose captions (every split) choose the BERT word pieces kept
+    image_size: int = 64
+    patch_size: int = 16
+    vision_hidden: int = 128
+    vision_layers: int = 2
+    vision_heads: int = 4
+    text_layers: int = 2  # MiniLM's first layers copied into the text decoder
+    max_length: int = 40
+    label_smoothing: float = 0.1
+    eval_images: int = 300  # general valid images captioned after pretraining (BLEU-4, distinct captions)
+    decoding: DecodingConfig = field(default_factory=lambda: {"num_beams": 1, "max_new_tokens": 40,
+                                                              "no_repeat_ngram_size": 0})
+    notes: str | None = None
