@@ -208,7 +208,12 @@ def test_resolved_values_equal_the_old_readers(key):
         _assert_same({k: v for k, v in old[key].items() if k not in changed},
                      {k: v for k, v in new.items() if k not in changed}, key)
         assert new["model"] == "models/standins/blip-captioning-general" and new["build"] == {}
-        assert new["train"]["__TrainConfig__"]["lr"] < old[key]["train"]["__TrainConfig__"]["lr"]
+        import yaml
+
+        demo_train = yaml.safe_load((RECIPES / "medblip-2025.yaml").read_text())["demo"]["train"]
+        if key.endswith("|zero_shot"):
+            demo_train["epochs"] = 0  # the variant's own override: the stand-in as it is
+        assert {k: new["train"]["__TrainConfig__"][k] for k in demo_train} == demo_train  # the demo section's own
     else:
         _assert_same(old[key], new, key)
     if key.startswith("lstm"):
