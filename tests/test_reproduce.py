@@ -86,8 +86,18 @@ def test_every_profile_section_names_declared_parameters():
             assert {"profile", "data_dir"} <= set(reproduce.declared_parameters(notebook)), notebook.name
 
 
-PROFILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
-                  if p.stem != "handoff")
+def _profiles() -> list[str]:
+    from medcap_utils.runner.reproduce import profile_names
+
+    return profile_names(Path(__file__).resolve().parents[1] / "configs")
+
+
+PROFILES = _profiles()
+
+
+def test_profiles_are_the_configs_files_less_handoff_and_claims():
+    assert {"demo", "rocov2", "rocov2-smoke", "rocov2-subset"} <= set(PROFILES)
+    assert not {"handoff", "claims"} & set(PROFILES)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -32,6 +32,14 @@ def numbered_notebooks(directory: Path) -> list[Path]:
 #: Top-level keys of a profile file besides one section per notebook stem.
 PROFILE_KEYS = {"defaults", "extends", "reports", "handoff"}
 
+#: Files in ``configs/`` that are not profiles: the hand-off tables and the papers' claims.
+NOT_PROFILES = {"handoff", "claims"}
+
+
+def profile_names(configs: Path) -> list[str]:
+    """The profiles ``configs/`` holds: every ``*.yaml`` there except :data:`NOT_PROFILES`."""
+    return sorted(p.stem for p in configs.glob("*.yaml") if p.stem not in NOT_PROFILES)
+
 
 def load_profile(profile: str, configs: Path, notebooks: list[Path] | None = None) -> dict:
     """``configs/<profile>.yaml``: ``defaults`` for every notebook and one section per notebook stem.
@@ -46,7 +54,7 @@ def load_profile(profile: str, configs: Path, notebooks: list[Path] | None = Non
 
     path = configs / f"{profile}.yaml"
     if not path.exists():
-        known = sorted(p.stem for p in configs.glob("*.yaml") if p.stem != "handoff")
+        known = profile_names(configs)
         raise SystemExit(f"unknown profile {profile!r}: {path} not found; profiles: {known}")
     config = load_yaml(path) or {}
     if notebooks is not None:
