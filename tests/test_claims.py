@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medcap_utils.evaluation.claims import claims_table, compare, threshold_verdict
+from medcap_utils.evaluation.claims import attention_verdict, claims_table, compare, threshold_verdict
 from medcap_utils.evaluation.claims_report import write_claims
 from medcap_utils.evaluation.runfiles import write_run_dir
 
@@ -122,6 +122,21 @@ def test_threshold_verdict_reads_the_sweep(tmp_path):
     pd.DataFrame({"threshold": [0.2, 0.3], "f1_per_image": [0.5, 0.7], "f1_micro": [0.5, 0.6]}).to_csv(table,
                                                                                                        index=False)
     assert threshold_verdict({"table": "sweep.csv"}, tmp_path)["verdict"] == "not shown (both pick threshold 0.3)"
+
+
+def test_attention_verdict_reads_the_claims_model_row(tmp_path):
+    """Notebook 07's grounding table holds several models; each claim reads its own row, and a hit rate within
+    the chance band is not shown."""
+    rows = [{"model": m, "steps": "finding word", "n": 300, "hit_rate": hit, "chance_peak": 0.15,
+             "attention_mass": 0.2, "chance_area": 0.1} for m, hit in
+            [("trained", 0.30), ("untrained", 0.16), ("frozen stand-in encoder", 0.05)]]
+    pd.DataFrame(rows).to_csv(tmp_path / "g.csv", index=False)
+    assert attention_verdict({"table": "g.csv"}, tmp_path)["verdict"] == "shown"
+    low = attention_verdict({"table": "g.csv", "model": "frozen stand-in encoder"}, tmp_path)
+    assert low["verdict"].startswith("not shown (hit rate 0.050 vs chance 0.150") and low["a"].startswith("frozen")
+    assert attention_verdict({"table": "g.csv", "model": "untrained"}, tmp_path)["verdict"].startswith("not shown")
+    gone = attention_verdict({"table": "g.csv", "model": "absent", "untestable": "why"}, tmp_path)
+    assert gone["verdict"] == "not testable offline (no 'absent' 'finding word' row in the table: why)"
 
 
 def test_table_files_carry_date_commit_and_machine(reports, tmp_path):

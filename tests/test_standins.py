@@ -108,7 +108,7 @@ def tiny_standin(tmp_path_factory):
     recipe = root / "standins.yaml"
     out = root / "models" / "standins" / "blip-captioning-general"
     recipe.write_text(TINY.format(out=out, data=root / "general", lr="3.0e-3"))
-    info = build_standins(recipe_path=recipe)["blip-captioning-general"]
+    info = build_standins("blip-captioning-general", recipe_path=recipe)["blip-captioning-general"]
     return root, recipe, out, info
 
 
@@ -150,11 +150,11 @@ def test_standin_is_reused_while_its_recipe_is_unchanged_and_rebuilt_when_it_cha
         raise AssertionError("trained although the recipe did not change")
 
     monkeypatch.setattr(blip_training, "finetune_blip", refuse)
-    again = build_standins(recipe_path=recipe)["blip-captioning-general"]
+    again = build_standins("blip-captioning-general", recipe_path=recipe)["blip-captioning-general"]
     assert again == json.loads(json.dumps(info, default=str)) and "reusing it" in capsys.readouterr().out
     monkeypatch.undo()
     recipe.write_text(TINY.format(out=out, data=root / "general", lr="1.0e-3"))
-    rebuilt = build_standins(recipe_path=recipe)["blip-captioning-general"]
+    rebuilt = build_standins("blip-captioning-general", recipe_path=recipe)["blip-captioning-general"]
     assert "recipe (or vocabulary source) changed" in capsys.readouterr().out
     assert rebuilt["recipe_hash"] != info["recipe_hash"] and rebuilt["train"]["lr"] == 1e-3
     assert json.loads((out / "standin.json").read_text())["key"] == rebuilt["key"]
@@ -171,3 +171,130 @@ def test_a_recipe_naming_a_missing_stand_in_says_which_command_builds_it(tmp_pat
     (half / "config.json").write_text("{}")  # a build killed before its checksums: refused the same way
     with pytest.raises(FileNotFoundError, match="medcap standins"):
         start_model({"model": "models/standins/blip-captioning-general"}, "data/demo", tmp_path / "out")
+
+
+# ---- the ImageNet stand-in: resnet-classifier-general -------------------------------------------------------
+
+def test_scene_classes_are_what_the_truth_table_says_the_scene_holds(tmp_path):
+    import pandas as pd
+
+    from medcap_utils.training.standin_resnet import class_names, label_matrix, scene_classes
+
+    assert scene_classes("small:red:circle:00;large:blue:star:22", "striped") == {
+        "circle", "star", "red", "blue", "red circle", "blue star", "small shape", "large shape", "striped background"}
+    synthesize_general(tmp_path, seed=0, n_train=20, n_valid=0)
+    truth = pd.read_csv(tmp_path / "train_general_truth.csv")
+    labels = label_matrix(tmp_path, "train", list(truth["ID"]))
+    names = class_names()
+    assert labels.shape == (20, len(names)) == (20, 44) and len(set(names)) == 44
+    for row, (_, scene) in zip(labels, truth.iterrows()):
+        kinds = {s.split(":")[2] for s in scene["shapes"].split(";")}
+        assert {n for n, v in zip(names, row) if v and n in {"circle", "square", "triangle", "star"}} == kinds
+        assert row[names.index(f"{scene['background']} background")] == 1 and row.sum() >= 5
+
+
+RESNET_TINY = """
+resnet-classifier-general:
+  out: {out}
+  data: {{dir: {data}, seed: 0, n_train: 256, n_valid: 64}}
+  image_size: 48
+  width: 16
+  depths: [1, 1]
+  train: {{epochs: 12, lr: 5.0e-3, batch_size: 32, warmup_steps: 4, scheduler: cosine, progress: false, seed: 0,
+          num_workers: 0}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet(tmp_path_factory):
+    from medcap_utils.training.standins import build_standins
+
+    root = tmp_path_factory.mktemp("resnet-standin")
+    recipe = root / "standins.yaml"
+    out = root / "models" / "standins" / "resnet-classifier-general"
+    recipe.write_text(RESNET_TINY.format(out=out, data=root / "general"))
+    info = build_standins("resnet-classifier-general", recipe_path=recipe)["resnet-classifier-general"]
+    return root, recipe, out, info
+
+
+@pytest.mark.slow
+def test_resnet_standin_learns_the_classes_and_loads_like_microsoft_resnet(tiny_resnet):
+    """Pretraining through the project's trainer beats both image-blind floors on held-out scenes, and the folder loads
+    as the recipes load ``microsoft/resnet-50``: the trunk by ``ResNetModel`` (notebook 07's loader), the classifier
+    with its class names."""
+    from transformers import ResNetForImageClassification, ResNetModel
+
+    from medcap_utils.models.lstm_captioner import load_visual_encoder
+
+    _, _, out, info = tiny_resnet
+    assert info["steps"] == 12 * 8 and info["last_epoch_loss"] < 0.7 * info["first_epoch_loss"]
+    floor = max(info["valid_chance_micro_f1"], info["valid_prior_micro_f1"])  # what an image-blind classifier gets
+    assert info["valid_images"] == 64 and info["valid_micro_f1"] > floor + 0.1, info
+    trunk = load_visual_encoder(str(out))
+    full = ResNetForImageClassification.from_pretrained(out)
+    assert isinstance(trunk, ResNetModel) and full.config.id2label[0] == "circle"
+    import torch
+
+    for a, b in zip(trunk.state_dict().values(), full.resnet.state_dict().values()):
+        assert torch.equal(a, b)  # the trunk is the trained one, not a fresh init
+
+
+@pytest.mark.slow
+def test_resnet_standin_is_reused_while_its_recipe_is_unchanged(tiny_resnet, monkeypatch, capsys):
+    import medcap_utils.training as training
+    from medcap_utils.training.standins import build_standins
+
+    root, recipe, out, info = tiny_resnet
+    monkeypatch.setattr(training, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    again = build_standins("resnet-classifier-general", recipe_path=recipe)["resnet-classifier-general"]
+    assert again["key"] == info["key"] and "reusing it" in capsys.readouterr().out
+
+
+# ---- the ViT-GPT2 stand-in: vit-gpt2-captioning-general ---------------------------------------------------------
+
+VIT_GPT2_TINY = """
+vit-gpt2-captioning-general:
+  out: {out}
+  data: {{dir: {data}, seed: 0, n_train: 320, n_valid: 16}}
+  vocab_from: [{data}]
+  image_size: 64
+  patch_size: 8
+  hidden_size: 64
+  num_layers: 2
+  num_heads: 4
+  vocab_size: 300
+  max_length: 32
+  eval_images: 16
+  decoding: {{num_beams: 1, max_new_tokens: 30, no_repeat_ngram_size: 0}}
+  train: {{epochs: 12, lr: 1.0e-3, batch_size: 16, warmup_steps: 2, scheduler: cosine, progress: false, seed: 0,
+          num_workers: 0}}
+"""
+
+
+@pytest.mark.slow
+def test_vit_gpt2_standin_is_pretrained_and_used_zero_shot_as_the_hub_model(tmp_path, monkeypatch):
+    """Pretrained through the project's trainer (loss falls, captions differ), loaded by the hub model's loader, and
+    notebook 03's zero-shot path takes it as it is: no training, its folder in the run's meta, so the claims table
+    counts it as a pretrained zero-shot model (and a randomly initialised one is refused)."""
+    from transformers import VisionEncoderDecoderModel
+
+    from medcap_utils.evaluation.claims import zero_shot_problem
+    from medcap_utils.experiments import medblip_ablation as ab
+    from medcap_utils.models.vit_gpt2 import load_vit_gpt2
+    from medcap_utils.training.standins import build_standins
+
+    out = tmp_path / "models" / "standins" / "vit-gpt2-captioning-general"
+    recipe = tmp_path / "standins.yaml"
+    recipe.write_text(VIT_GPT2_TINY.format(out=out, data=tmp_path / "general"))
+    info = build_standins("vit-gpt2-captioning-general", recipe_path=recipe)["vit-gpt2-captioning-general"]
+    assert info["steps"] == 12 * 20 and info["last_epoch_loss"] < 0.8 * info["first_epoch_loss"]
+    # the image steers it: a quarter of the 16 held-out scenes get captions of their own (an image-blind LM writes 1)
+    assert info["valid_distinct_captions"] >= 4 and 0 < info["valid_bleu4"] <= 1
+    model, _, tokenizer = load_vit_gpt2(out)
+    assert isinstance(model, VisionEncoderDecoderModel) and len(tokenizer) == info["vocab_size"] <= 300
+    captioner, used = ab.baseline_captioner("vit_gpt2", str(out))  # notebook 03 names it repository-relative
+    assert captioner is not None and used["train_time_s"] == 0.0 and used["model"] == str(out)
+    assert zero_shot_problem("medblip_vit_gpt2", {"meta": used}) is None
+    assert "randomly initialised" in zero_shot_problem("medblip_vit_gpt2", {"meta": {"train_time_s": 0.0}})
+    with pytest.raises(FileNotFoundError, match="medcap standins"):
+        ab.baseline_captioner("vit_gpt2", str(out.parent / "missing"))

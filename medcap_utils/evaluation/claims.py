@@ -309,7 +309,8 @@ def threshold_verdict(claim: dict, tables_root) -> dict:
 
 
 def attention_verdict(claim: dict, tables_root) -> dict:
-    """07's attention on the finding (trained model, the step writing the finding word): shown when the hit rate
+    """07's attention on the finding (the claim's ``model`` row, default ``trained``; the step writing the finding
+    word): shown when the hit rate
     (most attended cell inside the truth box) is above its chance level by more than 1.96 standard errors of a
     chance hit rate (binomial, variance at the mean chance level: conservative for varying box sizes)."""
     path = Path(tables_root) / claim["table"]
@@ -321,14 +322,16 @@ def attention_verdict(claim: dict, tables_root) -> dict:
                      - set(table.columns))
     if missing:
         return {"verdict": f"not testable offline (table {claim['table']} lacks {', '.join(missing)})"}
-    rows = table[(table["model"] == "trained") & (table["steps"] == "finding word")]
+    model = claim.get("model", "trained")  # the table's model row: notebook 07 measures more than one
+    rows = table[(table["model"] == model) & (table["steps"] == "finding word")]
     if rows.empty:
-        return {"verdict": "not testable offline (no trained 'finding word' row in the table)"}
+        return {"verdict": f"not testable offline (no {model!r} 'finding word' row in the table"
+                           + (f": {claim['untestable']})" if claim.get("untestable") else ")")}
     r = rows.iloc[0]
     n, hit, chance = int(r["n"]), float(r["hit_rate"]), float(r["chance_peak"])
     se = float(np.sqrt(max(chance * (1 - chance), 1e-12) / max(n, 1)))
     low = hit - 1.96 * se
-    row = {"metric": "attention hit rate", "a": "trained LSTM", "b": "chance", "ours a": hit, "ours b": chance,
+    row = {"metric": "attention hit rate", "a": f"{model} LSTM", "b": "chance", "ours a": hit, "ours b": chance,
            "diff a-b": hit - chance, "CI low": hit - chance - 1.96 * se, "CI high": hit - chance + 1.96 * se,
            "images": n, "note": f"attention mass in the box {float(r['attention_mass']):.3f} vs its area "
                                 f"{float(r['chance_area']):.3f}; one training seed"}

@@ -69,10 +69,12 @@ def build_caches(root: Path, sizes) -> pd.DataFrame:
 
 def build_standins(profile: str, enabled: bool = True) -> pd.DataFrame:
     """Demo profile: the pretrained stand-ins later notebooks start from (``medcap standins``; reused when their
-    recipe is unchanged), one row each with its pretraining time and its quality on the general valid split.
+    recipe is unchanged), one row each with its pretraining time and its quality on the general valid split (the
+    captioner: BLEU-4 and distinct captions; the classifier: micro-F1 beside the all-positive F1).
     Other profiles start from hub checkpoints: an empty table."""
     columns = ["role", "folder", "steps", "train_time_s", "build_time_s", "first_epoch_loss", "last_epoch_loss",
-               "valid_bleu4", "valid_distinct_captions", "valid_images"]
+               "valid_bleu4", "valid_distinct_captions", "valid_micro_f1", "valid_chance_micro_f1",
+               "valid_prior_micro_f1", "valid_images"]
     if profile != "demo" or not enabled:
         return pd.DataFrame(columns=columns)
     from medcap_utils.training.standins import build_standins as build

@@ -173,10 +173,13 @@ _MODEL_KEYS = ("embed_dim", "semantic_dim", "attention_dim", "decoder_dim", "dro
 
 
 def _encoder_path(model_cfg: dict, out_dir: Path) -> str:
-    """Hub id / directory for real runs; for ``encoder: demo`` a small random ResNet written with
-    ``save_pretrained`` once, so the demo goes through the same ``from_pretrained`` loader."""
+    """Hub id / directory (a demo stand-in such as ``models/standins/resnet-classifier-general``, resolved from the
+    repository; a missing one names ``medcap standins``) as given; for ``encoder: demo`` a small random ResNet written
+    with ``save_pretrained`` once, so every path goes through the same ``from_pretrained`` loader."""
     if model_cfg["encoder"] != "demo":
-        return model_cfg["encoder"]
+        from medcap_utils.training.blip import model_source
+
+        return model_source(model_cfg["encoder"])
     from transformers import ResNetModel
 
     from medcap_utils.models.lstm_captioner import small_resnet_config

@@ -106,6 +106,11 @@ def baseline_captioner(kind: str, model_dir: str | Path | None = None, train=Non
             write_checksums(tmp)
     source = model_dir or (vit_gpt2.VIT_GPT2_ID if kind == "vit_gpt2"
                            else blip2.INSTRUCTBLIP_ID if instruct else blip2.BLIP2_ID)
+    if train is None:  # used as it is: a hub id, or a folder such as a demo stand-in (missing: names its builder)
+        from medcap_utils.training.blip import model_source
+
+        info["model"] = str(source)  # run.json says what was used zero-shot, as the recipe names it
+        source = model_source(str(source))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if train is None:  # a hub checkpoint zero-shot: skip up front what cannot fit this device
         from medcap_utils.memory import fits_device

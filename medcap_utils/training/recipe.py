@@ -53,7 +53,8 @@ from medcap_utils.training.config import TrainConfig
 #: Profiles a recipe may have a section for (the notebooks' ``profile`` parameter: their code path).
 PROFILES = ("demo", "rocov2")
 #: Top-level keys of a model-keyed file that are not model sections.
-NON_MODEL_KEYS = {"authors_code", "variants", "differences", "comparison_models", "notes", *PROFILES}
+NON_MODEL_KEYS = {"authors_code", "variants", "differences", "comparison_models", "standin_comparison_models", "notes",
+                  *PROFILES}
 #: Key of a profile section holding, per model section, what that profile sets for that model only (merged right
 #: after the profile section): e.g. the demo BLIP-large's size, the one thing that differs from the demo base.
 PER_MODEL = "per_model"

@@ -226,3 +226,35 @@ class StandinBlip:
     decoding: DecodingConfig = field(default_factory=lambda: {"num_beams": 1, "max_new_tokens": 40,
                                                               "no_repeat_ngram_size": 0})
     notes: str | None = None
+
+
+@dataclass
+class StandinVitGpt2:
+    """The ViT-GPT2 captioner stand-in (``vit-gpt2-captioning-general``): ViT + GPT-2, LM pretraining."""
+    train: TrainConfig
+    out: str  # repository-relative model folder
+    data: StandinData
+    vocab_from: list[str]  # data folders whose captions (every split) train its tokenizer
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    vocab_size: int = 2000  # an upper bound for the tokenizer trained on ``vocab_from``
+    max_length: int = 40
+    eval_images: int = 300
+    decoding: DecodingConfig = field(default_factory=lambda: {"num_beams": 1, "max_new_tokens": 40,
+                                                              "no_repeat_ngram_size": 0})
+    notes: str | None = None
+
+
+@dataclass
+class StandinResnet:
+    """The ImageNet stand-in (``resnet-classifier-general``): a small ResNet classifier of the general scenes."""
+    train: TrainConfig
+    out: str  # repository-relative model folder
+    data: StandinData
+    image_size: int = 96  # the input size of the recipes that start from it (xai-lstm demo: 96 px)
+    width: int = 32  # stem channels; each further stage doubles them
+    depths: list[int] = field(default_factory=lambda: [1, 1])  # basic blocks per stage
+    notes: str | None = None

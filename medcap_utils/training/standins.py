@@ -8,6 +8,11 @@ with ``save_pretrained`` into the recipe's ``out`` folder (``models/standins/<ro
 
 * ``blip-captioning-general``: ``BlipForConditionalGeneration``, text decoder from MiniLM
   (:mod:`medcap_utils.models.blip_standin`), language modelling on image-caption pairs, as BLIP's captioner.
+* ``resnet-classifier-general``: ``ResNetForImageClassification``, supervised classification of what a scene holds,
+  as ImageNet's ResNets (:mod:`medcap_utils.training.standin_resnet`); notebook 07 starts from it, frozen.
+* ``vit-gpt2-captioning-general``: ``VisionEncoderDecoderModel`` (ViT + GPT-2), language modelling on image-caption
+  pairs, as ``nlpconnect/vit-gpt2-image-captioning`` on COCO (:mod:`medcap_utils.training.standin_vit_gpt2`);
+  notebook 03 uses it zero-shot.
 
 Cached: a folder is reused when it is complete (checksums verified) and its ``standin.json`` records the same key,
 the hash of the resolved recipe section plus a fingerprint of the caption files its vocabulary comes from;
@@ -28,21 +33,23 @@ from medcap_utils.paths import resolve
 
 RECIPE = "configs/recipes/standins.yaml"
 #: the roles of configs/recipes/standins.yaml built so far (each saved in its section's ``out`` folder)
-ROLES = ("blip-captioning-general",)
+ROLES = ("blip-captioning-general", "resnet-classifier-general", "vit-gpt2-captioning-general")
 INFO = "standin.json"
 
 
 def standin_recipe(role: str, recipe_path: str | Path = RECIPE) -> dict:
     """The resolved recipe section of ``role`` (types checked by the project's recipe reader)."""
     from medcap_utils.training.recipe import read_recipe
-    from medcap_utils.training.recipe_schema import StandinBlip
+    from medcap_utils.training.recipe_schema import StandinBlip, StandinResnet, StandinVitGpt2
 
     if role not in ROLES:
         raise KeyError(f"unknown stand-in role {role!r}; roles: {list(ROLES)}")
+    schema = {"resnet-classifier-general": StandinResnet, "vit-gpt2-captioning-general": StandinVitGpt2}.get(
+        role, StandinBlip)
     defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-                for f in dataclasses.fields(StandinBlip)
+                for f in dataclasses.fields(schema)
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-    return read_recipe(resolve(recipe_path), StandinBlip, model=role, profile="demo", defaults=defaults)
+    return read_recipe(resolve(recipe_path), schema, model=role, profile="demo", defaults=defaults)
 
 
 def ensure_general_data(data: dict) -> Path:
@@ -91,7 +98,7 @@ def _fingerprint(dirs: list[str]) -> str:
 
 def cache_key(recipe: dict) -> str:
     """Hash of the resolved recipe section and of the captions its vocabulary is cut from."""
-    return hashlib.sha256(f"{recipe['recipe_hash']}:{_fingerprint(recipe['vocab_from'])}".encode()).hexdigest()
+    return hashlib.sha256(f"{recipe['recipe_hash']}:{_fingerprint(recipe.get('vocab_from', []))}".encode()).hexdigest()
 
 
 def cached(out: Path, key: str) -> str | None:
@@ -108,15 +115,16 @@ def cached(out: Path, key: str) -> str | None:
     return None if recorded == key else "its recipe (or vocabulary source) changed"
 
 
-def evaluate_standin(model, processor, valid, decoding: dict, n_images: int) -> dict:
-    """The stand-in's own quality on the general valid split: BLEU-4 and distinct captions of ``n_images``."""
+def evaluate_standin(model, processor, valid, decoding: dict, n_images: int, tokenizer=None) -> dict:
+    """A captioner stand-in's own quality on the general valid split: BLEU-4 and distinct captions of ``n_images``
+    (``tokenizer``: ViT-GPT2's, beside its image processor)."""
     from medcap_utils.decoding.caption import caption
     from medcap_utils.decoding.config import DecodingConfig
     from medcap_utils.metrics.coco import coco_scores
 
     n = min(n_images, len(valid))
     caps = caption(model.eval(), valid.images(list(range(n))), DecodingConfig.from_mapping(decoding),
-                   processor=processor)
+                   processor=processor, tokenizer=tokenizer)
     refs = {valid.ids[i]: valid.captions[i] for i in range(n)}
     bleu = coco_scores(refs, dict(zip(refs, caps)), metrics=["Bleu_4"])["Bleu_4"]
     exact = sum(c.strip(" .") == valid.captions[i].strip(" .") for i, c in enumerate(caps))
@@ -125,23 +133,47 @@ def evaluate_standin(model, processor, valid, decoding: dict, n_images: int) -> 
             "examples": [{"reference": valid.captions[i], "caption": caps[i]} for i in range(min(5, n))]}
 
 
-def build_blip_standin(recipe: dict, retrain: bool = False) -> dict:
-    """Pretrain the BLIP captioner stand-in of ``recipe`` (or reuse it); returns its ``standin.json`` record."""
-    from medcap_utils.atomic import atomic_directory
-    from medcap_utils.model_files import write_checksums
-    from medcap_utils.models.blip import load_blip
-    from medcap_utils.models.blip_standin import build_standin_blip
-    from medcap_utils.training.blip import finetune_blip
-    from medcap_utils.training.captioning_data import caption_dataset
-
+def prepare(recipe: dict, retrain: bool) -> tuple[Path, Path, str, dict | None]:
+    """``(out, general data folder, cache key, standin.json record or None)`` for a builder: the record when the
+    folder may be reused (nothing more to do), None when the stand-in must be pretrained (the line says why)."""
     out = Path(resolve(recipe["out"]))
     data = ensure_general_data(recipe["data"])
     key = cache_key(recipe)
     why = "retrain asked" if retrain else cached(out, key)
     if why is None:
         print(f"{out}: stand-in built with the same recipe (key {key[:12]}); reusing it")
-        return json.loads((out / INFO).read_text())
+        return out, data, key, json.loads((out / INFO).read_text())
     print(f"{out}: {why}; pretraining the stand-in")
+    return out, data, key, None
+
+
+def finish(folder: Path, role: str, recipe: dict, key: str, result, start: float, **extra) -> dict:
+    """Write a freshly pretrained stand-in's ``history.csv`` and ``standin.json`` (the record every builder returns:
+    key, recipe, steps, times, first and last epoch loss, plus ``extra``) and its checksums, last."""
+    from medcap_utils.model_files import write_checksums
+
+    result.history.to_csv(folder / "history.csv", index=False)
+    history = result.history.to_dict("records")
+    info = {"role": role, "key": key, "recipe_hash": recipe["recipe_hash"], "steps": result.global_step,
+            "train_time_s": round(result.train_time_s, 1), "build_time_s": round(time.perf_counter() - start, 1),
+            "first_epoch_loss": history[0]["train_loss"], "last_epoch_loss": history[-1]["train_loss"], **extra,
+            "recipe": {k: v for k, v in recipe.items() if k != "train"}, "train": recipe["train"].to_dict()}
+    (folder / INFO).write_text(json.dumps(info, indent=2, default=str))
+    write_checksums(folder)
+    return info
+
+
+def build_blip_standin(recipe: dict, retrain: bool = False) -> dict:
+    """Pretrain the BLIP captioner stand-in of ``recipe`` (or reuse it); returns its ``standin.json`` record."""
+    from medcap_utils.atomic import atomic_directory
+    from medcap_utils.models.blip import load_blip
+    from medcap_utils.models.blip_standin import build_standin_blip
+    from medcap_utils.training.blip import finetune_blip
+    from medcap_utils.training.captioning_data import caption_dataset
+
+    out, data, key, reused = prepare(recipe, retrain)
+    if reused is not None:
+        return reused
     start = time.perf_counter()
     with atomic_directory(out) as tmp:
         built = build_standin_blip(tmp, caption_texts(recipe["vocab_from"]), image_size=recipe["image_size"],
@@ -158,29 +190,34 @@ def build_blip_standin(recipe: dict, retrain: bool = False) -> dict:
         quality = evaluate_standin(model, processor, valid, recipe["decoding"], recipe["eval_images"])
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        result.history.to_csv(tmp / "history.csv", index=False)
-        history = result.history.to_dict("records")
-        info = {"role": "blip-captioning-general", "key": key, "recipe_hash": recipe["recipe_hash"], **built,
-                "train_images": len(train), "steps": result.global_step, "train_time_s": round(result.train_time_s, 1),
-                "build_time_s": round(time.perf_counter() - start, 1),
-                "first_epoch_loss": history[0]["train_loss"], "last_epoch_loss": history[-1]["train_loss"],
-                **quality, "recipe": {k: v for k, v in recipe.items() if k != "train"},
-                "train": recipe["train"].to_dict()}
-        (tmp / INFO).write_text(json.dumps(info, indent=2, default=str))
-        write_checksums(tmp)
-    return info
+        return finish(tmp, "blip-captioning-general", recipe, key, result, start, **built,
+                      train_images=len(train), **quality)
 
 
-BUILDERS = {"blip-captioning-general": build_blip_standin}
+def _builder(role: str):
+    # the other builders read this module's cache rules, so they are imported when asked for
+    if role == "resnet-classifier-general":
+        from medcap_utils.training.standin_resnet import build_resnet_standin
+
+        return build_resnet_standin
+    if role == "vit-gpt2-captioning-general":
+        from medcap_utils.training.standin_vit_gpt2 import build_vit_gpt2_standin
+
+        return build_vit_gpt2_standin
+    return build_blip_standin
 
 
 def build_standins(only: str | None = None, recipe_path: str | Path = RECIPE, retrain: bool = False) -> dict:
     """Every stand-in role (or ``only`` one): ``{role: standin.json record}``; notebook 00 calls it."""
     roles = [only] if only else list(ROLES)
-    return {role: BUILDERS[role](standin_recipe(role, recipe_path), retrain=retrain) for role in roles}
+    return {role: _builder(role)(standin_recipe(role, recipe_path), retrain=retrain) for role in roles}
 
 
 def summary_line(role: str, info: dict) -> str:
+    if role == "resnet-classifier-general":
+        from medcap_utils.training.standin_resnet import summary_line as resnet_line
+
+        return resnet_line(info)
     return (f"{role}: {info['recipe']['out']} | pretrained {info['steps']} steps in {info['train_time_s']} s "
             f"(built in {info['build_time_s']} s) | loss {info['first_epoch_loss']:.3f} -> "
             f"{info['last_epoch_loss']:.3f}"
