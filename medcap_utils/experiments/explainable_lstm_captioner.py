@@ -294,10 +294,29 @@ def load_or_train(data_dir, recipe: dict, out_dir, retrain: bool = False, **kwar
     return train_captioner(data_dir, recipe, out_dir, **kwargs)
 
 
+def train_frozen_encoder_variant(data_dir, recipe: dict, model_dir: Path, encoder: str, retrain: bool = False) -> dict:
+    """The paper's setting beside the demo's main model (notebook 07): the same recipe with ``encoder`` (the demo's
+    ImageNet stand-in) loaded like ``microsoft/resnet-50`` and frozen, saved in ``<model_dir>-frozen-standin``;
+    :func:`load_or_train`'s result."""
+    frozen = {section: dict(values) for section, values in recipe.items()}
+    frozen["model"].update(encoder=encoder, freeze_encoder=True)
+    return load_or_train(data_dir, frozen, Path(model_dir).with_name(Path(model_dir).name + "-frozen-standin"),
+                         retrain=retrain)
+
+
+def caption_scores(gt: dict, systems: dict[str, dict]):
+    """One row per system (``{label: {id: caption}}``): the paper's BLEU and :data:`COCO_COLUMNS` on ``gt``, as
+    :func:`medcap_utils.evaluation.scores.score_table` lays a table out (notebook 07: scores, encoders)."""
+    from medcap_utils.evaluation.scores import score_row, score_table
+
+    return score_table([{"system": label, "paper BLEU": imageclef_bleu(gt, caps)["bleu"],
+                         **score_row(gt, {i: caps.get(i, "") for i in gt}, metrics=COCO_COLUMNS)}
+                        for label, caps in systems.items()])
+
+
 # ---- evaluation beside the paper -------------------------------------------------------------
 
 COCO_COLUMNS = ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr")  # METEOR (a Java start per call) is in notebook 08
-# notebook 07 scores these (and the ImageCLEF protocol's) with medcap_utils.evaluation.scores.score_row
 
 
 def paper_table1():
